@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Create .venv with everything the project and its tests need, with no access to Galaxy.
+# kubernetes.core is not on PyPI on its own: it is taken out of the `ansible` community
+# wheel (the collection folder only, 1.2 MB) into .venv/collections.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+KCORE_FROM_ANSIBLE=12.3.0   # newest community bundle for Python 3.11; ships kubernetes.core 6.2.0
+stamp=$VENV/.setup-stamp
+want=$(cat requirements.txt test-requirements.txt hack/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: .venv is up to date"; exit 0
+fi
+[ -x $VENV/bin/python ] || $PY -m venv $VENV
+$VENV/bin/pip install -q --upgrade pip
+$VENV/bin/pip install -q -r requirements.txt -r test-requirements.txt
+$VENV/bin/pip install -q -e lab
+coll=$VENV/collections/ansible_collections
+if [ ! -f $coll/kubernetes/core/MANIFEST.json ]; then
+  tmp=$(mktemp -d)
+  $VENV/bin/pip download -q --no-deps "ansible==$KCORE_FROM_ANSIBLE" -d "$tmp"
+  mkdir -p $coll
+  $VENV/bin/python - "$tmp"/ansible-*.whl "$coll" <<'PY'
+import sys, zipfile, os
+whl, dest = sys.argv[1], sys.argv[2]
+prefix = "ansible_collections/kubernetes/core/"
+with zipfile.ZipFile(whl) as z:
+    names = [n for n in z.namelist() if n.startswith(prefix)]
+    for n in names:
+        target = os.path.join(dest, n[len("ansible_collections/"):])
+        if n.endswith("/"):
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open(n) as src, open(target, "wb") as out:
+            out.write(src.read())
+print("setup: kubernetes.core extracted (%d files)" % len(names))
+PY
+  rm -rf "$tmp"
+fi
+# Our own collection, visible to ansible as maas.threescale from this checkout.
+mkdir -p $coll/maas
+ln -sfn "$(pwd)" $coll/maas/threescale
+echo "$want" > "$stamp"
+echo "setup: done ($($VENV/bin/ansible --version | head -1))"

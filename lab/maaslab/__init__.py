@@ -1,0 +1,1 @@
+"""maaslab: the project lab (see README.md, section "The lab")."""
