@@ -1,0 +1,267 @@
+"""The lab process: start every component in order, seed it like the workshop cluster, serve.
+
+Run in the foreground with `python -m maaslab serve --dir D`; `python -m maaslab up` runs this in
+the background and returns once READY. See lab/ARCHITECTURE.md.
+"""
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .context import Faults, LabContext, ensure_tls
+
+LOG = logging.getLogger("maaslab")
+PACKAGE_CRDS = Path(__file__).parent / "crds"
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "users": 5,
+    "crd_dir": None,  # None = maaslab/crds (our own); a directory of upstream CRD files works too
+    "plain_http": False,
+    "reconcile_delay": 0.0,
+    "apicast_refresh": 1.0,
+    "namespace": "3scale",
+    "tenant": "3scale",
+    "models": ["ibm-granite/granite-3.2-8b-instruct", "tinyllama/tinyllama-1.1b-chat-v1.0"],
+}
+
+# (module, class) in start order; stopped in reverse.
+COMPONENTS = [
+    ("model", "ModelServer"),
+    ("porta", "Porta"),
+    ("apicast", "APIcast"),
+    ("kube", "KubeAPIServer"),
+    ("operator", "Operator"),
+]
+
+# The workshop cluster's pre-existing product (seeds/000: "granite-3dot2-8b-instruct, which is
+# connected to the model that was pre-deployed"), created through the operator like the real one.
+GRANITE = "granite-3dot2-8b-instruct"
+
+
+def _granite_manifests(ns: str, model_url: str) -> list[dict[str, Any]]:
+    api = "capabilities.3scale.net/v1beta1"
+    rules = [("GET", "/health", "health", "Health"), ("POST", "/tokenize", "tokenize", "Tokenize"),
+             ("POST", "/detokenize", "detokenize", "Detokenize"), ("GET", "/v1/models", "models", "Models"),
+             ("GET", "/version", "version", "Version"),
+             ("POST", "/v1/chat/completions", "chat/completions", "Chat Completions"),
+             ("POST", "/v1/completions", "completions", "Completions"),
+             ("POST", "/v1/embeddings", "embeddings", "Embeddings")]
+    meta = {"namespace": ns, "name": GRANITE}
+    return [
+        {"apiVersion": api, "kind": "Backend", "metadata": meta,
+         "spec": {"name": GRANITE, "systemName": GRANITE, "privateBaseURL": model_url}},
+        {"apiVersion": api, "kind": "Product", "metadata": meta, "spec": {
+            "name": GRANITE, "systemName": GRANITE,
+            "deployment": {"apicastHosted": {"authentication": {"userkey": {
+                "authUserKey": "Authorization", "credentials": "headers"}}}},
+            "backendUsages": {GRANITE: {"path": "/"}},
+            "mappingRules": [{"httpMethod": m, "pattern": p, "metricMethodRef": ref, "increment": 1}
+                             for m, p, ref, _ in rules],
+            "methods": {ref: {"friendlyName": fn} for _, _, ref, fn in rules},
+            "policies": [
+                {"name": "cors", "version": "builtin", "enabled": True, "configuration": {
+                    "allow_credentials": True, "allow_headers": ["Authorization", "Content-type", "Accept"],
+                    "allow_methods": [], "allow_origin": "*"}},
+                {"name": "remove-bearer", "version": "0.1", "enabled": True, "configuration": {}},
+                {"name": "apicast", "version": "builtin", "enabled": True, "configuration": {}},
+                {"name": "upstream_connection", "version": "builtin", "enabled": True, "configuration": {
+                    "connect_timeout": 180, "read_timeout": 180, "send_timeout": 180}}],
+            "applicationPlans": {"standard": {"name": "Standard Plan", "appsRequireApproval": False,
+                                              "published": True}}}},
+        {"apiVersion": api, "kind": "ProxyConfigPromote", "metadata": {"namespace": ns, "name": GRANITE + "-seed"},
+         "spec": {"productCRName": GRANITE, "production": True}},
+    ]
+
+
+class Lab:
+    def __init__(self, directory: Path, overrides: dict[str, Any] | None = None):
+        self.dir = directory.resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        saved = self._load_json()
+        settings = dict(DEFAULT_SETTINGS)
+        settings.update(saved.get("settings") or {})
+        settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        self.ctx = LabContext(dir=self.dir, settings=settings, ports=dict(saved.get("ports") or {}))
+        self.ctx.tls = ensure_tls(self.dir / "tls")
+        self.ctx.faults = Faults(self.dir / "faults.json")
+        self.components: list[Any] = []
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        t0 = time.monotonic()
+        for modname, clsname in COMPONENTS:
+            if modname == "operator":
+                self._seed_kube()
+            t = time.monotonic()
+            cls = getattr(importlib.import_module(f"maaslab.{modname}"), clsname)
+            comp = cls(self.ctx)
+            comp.start()
+            self.components.append(comp)
+            self.timings[modname] = round(time.monotonic() - t, 3)
+        if not self.ctx.settings.get("seeded"):
+            t = time.monotonic()
+            self._seed_granite()
+            self.ctx.settings["seeded"] = True
+            self.timings["seed_granite"] = round(time.monotonic() - t, 3)
+        self.timings["total"] = round(time.monotonic() - t0, 3)
+        self._write_files()
+        LOG.info("lab ready in %.2fs: %s", self.timings["total"], self.timings)
+
+    def stop(self) -> None:
+        self.ctx.stopping.set()
+        for comp in reversed(self.components):
+            try:
+                comp.stop()
+            except Exception:  # keep stopping the others; state of each is flushed by its stop()
+                LOG.exception("stopping %s failed", type(comp).__name__)
+        self.components.clear()
+
+    # -- kube seeding over HTTP (same path as any client) ------------------------------------
+    def _kube(self) -> "_Seeder":
+        return _Seeder(self.ctx.urls["kube"], self.ctx.secret("kube_admin_token"),
+                       None if self.ctx.settings.get("plain_http") else self.ctx.client_ssl_context())
+
+    def _crd_files(self) -> list[dict[str, Any]]:
+        crd_dir = Path(self.ctx.settings.get("crd_dir") or PACKAGE_CRDS)
+        docs = []
+        for f in sorted(crd_dir.glob("*.y*ml")):
+            for doc in yaml.safe_load_all(f.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    docs.append(doc)
+        if not docs:
+            raise RuntimeError(f"no CustomResourceDefinition found in {crd_dir}")
+        return docs
+
+    def _seed_kube(self) -> None:
+        kube = self._kube()
+        ns = self.ctx.settings["namespace"]
+        for crd in self._crd_files():
+            kube.ensure(crd)
+        for crd in self._crd_files():
+            kube.wait_for(crd, lambda o: any(c.get("type") == "Established" and c.get("status") == "True"
+                                             for c in (o.get("status") or {}).get("conditions") or []), timeout=10)
+        kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        token = self.ctx.secret("porta_token")
+        kube.ensure(_secret(ns, "system-seed", {
+            "ADMIN_USER": "admin", "ADMIN_PASSWORD": self.ctx.secret("admin_password", 8),
+            "ADMIN_ACCESS_TOKEN": token, "ADMIN_EMAIL": "admin@example.com",
+            "MASTER_USER": "master", "MASTER_PASSWORD": self.ctx.secret("master_password", 8),
+            "MASTER_ACCESS_TOKEN": self.ctx.secret("master_token"), "TENANT_NAME": self.ctx.settings["tenant"]}))
+        kube.ensure(_secret(ns, "threescale-provider-account", {"adminURL": self.ctx.urls["porta"], "token": token}))
+
+    def _seed_granite(self) -> None:
+        kube = self._kube()
+        ns = self.ctx.settings["namespace"]
+        objs = _granite_manifests(ns, self.ctx.urls["model"])
+        for obj in objs:
+            kube.ensure(obj)
+        pcp = objs[-1]
+
+        def promoted(o):
+            return any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for c in (o.get("status") or {}).get("conditions") or [])
+        kube.wait_for(pcp, promoted, timeout=60)
+
+    # -- files -------------------------------------------------------------------------------
+    def _load_json(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.dir / "lab.json").read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _write_files(self) -> None:
+        ctx = self.ctx
+        kubeconfig = self.dir / "kubeconfig"
+        cluster: dict[str, Any] = {"server": ctx.urls["kube"]}
+        if not ctx.settings.get("plain_http"):
+            cluster["certificate-authority-data"] = base64.b64encode(ctx.tls.ca_cert.read_bytes()).decode()
+        _write_private(kubeconfig, yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "maaslab",
+            "clusters": [{"name": "maaslab", "cluster": cluster}],
+            "users": [{"name": "maaslab-admin", "user": {"token": ctx.secret("kube_admin_token")}}],
+            "contexts": [{"name": "maaslab", "context": {"cluster": "maaslab", "user": "maaslab-admin",
+                                                         "namespace": ctx.settings["namespace"]}}]}))
+        env = {
+            "LAB_DIR": str(self.dir),
+            "KUBECONFIG": str(kubeconfig),
+            "K8S_AUTH_KUBECONFIG": str(kubeconfig),
+            "THREESCALE_ADMIN_URL": ctx.urls["porta"],
+            "THREESCALE_ACCESS_TOKEN": ctx.secret("porta_token"),
+            "THREESCALE_CA_BUNDLE": str(ctx.tls.ca_cert),
+            "LAB_CA_CERT": str(ctx.tls.ca_cert),
+            "LAB_KUBE_URL": ctx.urls["kube"],
+            "LAB_MODEL_URL": ctx.urls["model"],
+            "LAB_BACKEND_URL": ctx.urls["backend"],
+        }
+        _write_private(self.dir / "lab.env", "".join(f"export {k}='{v}'\n" for k, v in env.items()))
+        _write_private(self.dir / "lab.json", json.dumps({
+            "pid": os.getpid(), "dir": str(self.dir), "settings": ctx.settings, "ports": ctx.ports,
+            "urls": ctx.urls, "env": env, "tls": {"ca_cert": str(ctx.tls.ca_cert)},
+            "credentials": ctx.settings.get("credentials", {}), "startup_seconds": self.timings}, indent=2))
+
+
+class _Seeder:
+    """The few Kubernetes API calls seeding needs: create-if-absent and wait for a predicate."""
+
+    def __init__(self, base: str, token: str, ssl_context):
+        self.base, self.token, self.ssl = base, token, ssl_context
+
+    @staticmethod
+    def path(obj: dict[str, Any]) -> str:
+        api, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
+        prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+        ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+        return f"{prefix}{ns}/{kind.lower()}s"  # every kind seeded here has a regular plural
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def ensure(self, obj: dict[str, Any]) -> None:
+        status, body = self.request("POST", self.path(obj), obj)
+        if status not in (200, 201, 409):
+            raise RuntimeError(f"seeding {obj['kind']}/{obj['metadata']['name']} failed: {status} {body}")
+
+    def wait_for(self, obj: dict[str, Any], predicate, timeout: float) -> dict[str, Any]:
+        path = f"{self.path(obj)}/{obj['metadata']['name']}"
+        deadline, delay = time.monotonic() + timeout, 0.01
+        while True:
+            status, body = self.request("GET", path)
+            if status == 200 and predicate(body):
+                return body
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{obj['kind']}/{obj['metadata']['name']} not ready after {timeout}s: {body}")
+            time.sleep(delay)  # polling a condition with a deadline; backoff keeps it cheap
+            delay = min(delay * 2, 0.2)
+
+
+def _secret(ns: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"namespace": ns, "name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

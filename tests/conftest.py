@@ -1,0 +1,61 @@
+"""Shared pytest fixtures: a whole lab (every component) for the session, over real HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+def start_lab(directory: Path, *extra: str) -> dict:
+    """Start a lab with the real CLI and return lab.json plus the parsed lab.env."""
+    subprocess.run([sys.executable, "-m", "maaslab", "up", "--dir", str(directory), *extra],
+                   check=True, capture_output=True, text=True)
+    info = json.loads((directory / "lab.json").read_text())
+    info["env"] = read_env_file(directory / "lab.env")
+    info["dir"] = str(directory)
+    return info
+
+
+def stop_lab(directory: Path) -> None:
+    subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(directory)], check=True,
+                   capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """One lab for the whole session. Tests must not rely on being alone in it: use unique names."""
+    directory = tmp_path_factory.mktemp("lab")
+    try:
+        info = start_lab(directory)
+    except subprocess.CalledProcessError as exc:
+        log = (directory / "lab.log").read_text() if (directory / "lab.log").exists() else ""
+        pytest.fail(f"lab did not start: {exc.stderr}\n{log[-4000:]}")
+    yield info
+    stop_lab(directory)
+
+
+@pytest.fixture(scope="session")
+def lab_env(lab):
+    """os.environ plus lab.env plus the venv and our collections path: what a user's shell has."""
+    env = dict(os.environ)
+    env.update(lab["env"])
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".venv" / "collections")
+    return env
