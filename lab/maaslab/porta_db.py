@@ -1,0 +1,145 @@
+"""Storage of the porta emulator: one SQLite file, a small document store plus usage counters.
+
+Porta keeps relational tables; the emulator only needs ids, a kind and a JSON document per object,
+so every object lives in one table `obj` (ids are unique across kinds, always integers, like
+porta's). Usage counters (backend listener) live in `usage`, keyed by application, metric id,
+period and period start. One connection guarded by an RLock: the lab is small and the lock makes
+every request atomic, which keeps the emulator simple and thread-safe.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+PERIODS = ("minute", "hour", "day", "week", "month", "year", "eternity")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS obj (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS obj_kind ON obj(kind);
+CREATE TABLE IF NOT EXISTS usage (app_id INTEGER, metric_id INTEGER, period TEXT, start TEXT, value INTEGER,
+                                  PRIMARY KEY (app_id, metric_id, period, start));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.RLock()
+        self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+
+    # -- transactions: every request runs inside one (see Porta handler) --
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self.lock:
+            self.rollback()
+            self.conn.close()
+
+    # -- meta --
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- objects --
+    def insert(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        cur = self.conn.execute("INSERT INTO obj(kind, data) VALUES (?, ?)", (kind, json.dumps(data)))
+        return dict(data, id=cur.lastrowid)
+
+    def get(self, kind: str, oid: Any) -> dict[str, Any] | None:
+        try:
+            oid = int(oid)
+        except (TypeError, ValueError):
+            return None
+        row = self.conn.execute("SELECT id, data FROM obj WHERE kind=? AND id=?", (kind, oid)).fetchone()
+        return dict(json.loads(row[1]), id=row[0]) if row else None
+
+    def save(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        body = {k: v for k, v in data.items() if k != "id"}
+        self.conn.execute("UPDATE obj SET data=? WHERE kind=? AND id=?", (json.dumps(body), kind, data["id"]))
+        return data
+
+    def delete(self, kind: str, oid: int) -> None:
+        self.conn.execute("DELETE FROM obj WHERE kind=? AND id=?", (kind, int(oid)))
+        if kind == "application":
+            self.conn.execute("DELETE FROM usage WHERE app_id=?", (int(oid),))
+
+    def all(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        """Objects of a kind (ordered by id) whose fields equal every `match` value."""
+        rows = self.conn.execute("SELECT id, data FROM obj WHERE kind=? ORDER BY id", (kind,)).fetchall()
+        out = []
+        for oid, raw in rows:
+            d = json.loads(raw)
+            if all(d.get(k) == v for k, v in match.items()):
+                d["id"] = oid
+                out.append(d)
+        return out
+
+    def first(self, kind: str, **match: Any) -> dict[str, Any] | None:
+        found = self.all(kind, **match)
+        return found[0] if found else None
+
+    def bulk_insert(self, kind: str, items: Iterable[dict[str, Any]]) -> None:
+        self.conn.executemany("INSERT INTO obj(kind, data) VALUES (?, ?)", ((kind, json.dumps(d)) for d in items))
+
+    # -- usage counters --
+    def usage(self, app_id: int, metric_id: int, period: str, start: str) -> int:
+        row = self.conn.execute("SELECT value FROM usage WHERE app_id=? AND metric_id=? AND period=? AND start=?",
+                                (app_id, metric_id, period, start)).fetchone()
+        return row[0] if row else 0
+
+    def add_usage(self, app_id: int, metric_id: int, period: str, start: str, delta: int) -> None:
+        self.conn.execute(
+            "INSERT INTO usage(app_id, metric_id, period, start, value) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(app_id, metric_id, period, start) DO UPDATE SET value = value + excluded.value",
+            (app_id, metric_id, period, start, delta))
+
+
+def iso(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def period_bounds(period: str, now: datetime.datetime) -> tuple[datetime.datetime, datetime.datetime]:
+    """[start, end) of the calendar period containing `now` (UTC), as 3scale backend counts them."""
+    if period == "minute":
+        start = now.replace(second=0, microsecond=0)
+        return start, start + datetime.timedelta(minutes=1)
+    if period == "hour":
+        start = now.replace(minute=0, second=0, microsecond=0)
+        return start, start + datetime.timedelta(hours=1)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day, day + datetime.timedelta(days=1)
+    if period == "week":  # weeks start on Monday
+        start = day - datetime.timedelta(days=day.weekday())
+        return start, start + datetime.timedelta(days=7)
+    if period == "month":
+        start = day.replace(day=1)
+        ndays = calendar.monthrange(start.year, start.month)[1]
+        return start, start + datetime.timedelta(days=ndays)
+    if period == "year":
+        start = day.replace(month=1, day=1)
+        return start, start.replace(year=start.year + 1)
+    # eternity
+    utc = datetime.timezone.utc
+    return datetime.datetime(1970, 1, 1, tzinfo=utc), datetime.datetime(9999, 1, 1, tzinfo=utc)

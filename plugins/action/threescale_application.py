@@ -1,0 +1,26 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    """Runs the threescale_application module and censors the task's displayed result whenever it
+    carries an API key: the key reaches ``register`` but never the callback output or logs.
+    (A module cannot do this itself: ansible-core drops ``_ansible_no_log`` from module returns.)"""
+
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        result.update(self._execute_module(module_name=self._task.resolved_action or "maas.threescale.threescale_application",
+                                           module_args=self._task.args, task_vars=task_vars))
+        if result.get("user_key"):
+            result["_ansible_no_log"] = True
+        return result

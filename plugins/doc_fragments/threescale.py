@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    # Connection options shared by every threescale_* module.
+    DOCUMENTATION = r"""
+options:
+  admin_url:
+    description:
+      - Base URL of the 3scale tenant admin portal, for example C(https://3scale-admin.apps.example.com).
+      - The modules append C(/admin/api/...) themselves.
+      - If not set, the value of the E(THREESCALE_ADMIN_URL) environment variable is used.
+    type: str
+    required: true
+  access_token:
+    description:
+      - 3scale access token with the C(account_management) scope (read-write for changes).
+      - Sent as the HTTP Basic password, never in the URL, and never logged or returned.
+      - On OpenShift the tenant token is the C(ADMIN_ACCESS_TOKEN) key of the C(system-seed) Secret,
+        see the P(maas.threescale.secret_lookup#lookup) lookup.
+      - If not set, the value of the E(THREESCALE_ACCESS_TOKEN) environment variable is used.
+    type: str
+    required: true
+  validate_certs:
+    description:
+      - Whether to verify the TLS certificate of O(admin_url).
+      - If not set, the value of the E(THREESCALE_VALIDATE_CERTS) environment variable is used.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file with the CA certificate(s) used to verify O(admin_url) (for example the cluster ingress CA).
+      - If not set, the value of the E(THREESCALE_CA_BUNDLE) environment variable is used.
+    type: path
+  request_timeout:
+    description:
+      - Timeout in seconds of each HTTP request.
+    type: int
+    default: 30
+  retries:
+    description:
+      - How many times a failed request is retried, with exponential backoff (1, 2, 4... seconds, at most 30,
+        or the server's C(Retry-After)).
+      - Any request is retried when the connection was refused (nothing was sent) or the answer is HTTP 429 or 503
+        (the server did not process it).
+      - HTTP 502, 504, timeouts and reset connections are retried only for GET, PUT, PATCH and DELETE,
+        never for POST, because the server may already have created the object.
+    type: int
+    default: 3
+notes:
+  - The modules talk to the 3scale Account Management API (porta) over HTTPS only from the host
+    that runs the module, usually C(localhost).
+  - Set the connection options once for a play with C(module_defaults) and the
+    C(group/maas.threescale.threescale) action group.
+"""
+
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    support: full
+    description: In check mode the module reads from 3scale but sends no write request.
+  diff_mode:
+    support: full
+    description: Returns before/after of what changed.
+  action_group:
+    description: Use C(group/maas.threescale.threescale) in C(module_defaults) to set the connection options.
+    support: full
+    membership:
+      - maas.threescale.threescale
+"""
+
+    INFO_ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    support: full
+    description: Read-only module; it runs normally in check mode.
+  diff_mode:
+    support: none
+    description: Read-only module, nothing to diff.
+  action_group:
+    description: Use C(group/maas.threescale.threescale) in C(module_defaults) to set the connection options.
+    support: full
+    membership:
+      - maas.threescale.threescale
+"""

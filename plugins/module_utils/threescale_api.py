@@ -1,0 +1,302 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+"""Small client for the 3scale Account Management (admin) REST API ("porta").
+
+Shared by every module of the collection.  Built on ansible.module_utils.urls.Request so it needs no
+third-party package on the managed node.  The access token travels as the HTTP Basic password
+(never in the URL), and is redacted from every message this file produces.
+
+Retry policy (documented in the doc fragment too):
+* connection refused / name resolution failures (nothing reached the server): every method;
+* HTTP 429 and 503 (the server refused the request without processing it): every method;
+* HTTP 502 / 504, read timeouts, connection resets (the request may have been processed):
+  only GET, HEAD, PUT, PATCH and DELETE, never POST, so a retry cannot duplicate a create.
+Backoff: ``backoff * 2 ** attempt`` seconds (capped at 30), or Retry-After when it is larger.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import errno
+import json
+import socket
+import ssl
+import time
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.common.text.converters import to_native, to_text
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, Request, make_context
+
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "PATCH", "DELETE"))
+RETRY_ANY_METHOD = frozenset((429, 503))
+RETRY_IDEMPOTENT = frozenset((502, 504))
+MAX_PER_PAGE = 500
+REDACTED = "********"
+
+THREESCALE_ARGSPEC = dict(
+    admin_url=dict(type="str", required=True, fallback=(env_fallback, ["THREESCALE_ADMIN_URL"])),
+    access_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["THREESCALE_ACCESS_TOKEN"])),
+    validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["THREESCALE_VALIDATE_CERTS"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["THREESCALE_CA_BUNDLE"])),
+    request_timeout=dict(type="int", default=30),
+    retries=dict(type="int", default=3),
+)
+
+
+class ThreescaleError(Exception):
+    """Any failure talking to the admin API.  ``status`` is None for transport errors."""
+
+    def __init__(self, message, method=None, path=None, status=None, body=None):
+        super(ThreescaleError, self).__init__(message)
+        self.message = message
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+
+    def __str__(self):
+        return self.message
+
+    def to_result(self):
+        return dict(msg=self.message, method=self.method, path=self.path, status=self.status, error=self.body)
+
+
+def error_summary(body):
+    """Human-readable text of a porta error body (``errors`` hash, ``error`` or ``status``)."""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, dict):
+            return "; ".join("%s %s" % (k, ", ".join(to_text(m) for m in (v if isinstance(v, list) else [v])))
+                             for k, v in sorted(errors.items()))
+        if isinstance(body.get("error"), dict):
+            return "; ".join("%s: %s" % (k, v) for k, v in sorted(body["error"].items()))
+        for key in ("error", "status"):
+            if body.get(key):
+                return to_text(body[key])
+        return json.dumps(body, sort_keys=True)
+    return to_text(body or "").strip()[:500]
+
+
+def _refused_before_sending(reason):
+    """True when the TCP connection never reached the server (safe to retry even a POST)."""
+    if isinstance(reason, socket.gaierror):
+        return True
+    if isinstance(reason, (ConnectionRefusedError,)):
+        return True
+    return isinstance(reason, OSError) and getattr(reason, "errno", None) in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+class ThreescaleClient(object):
+    """Thin REST client; every method returns parsed JSON (or None for empty bodies)."""
+
+    def __init__(self, admin_url, access_token, validate_certs=True, ca_path=None, request_timeout=30,
+                 retries=3, backoff=1.0, sleep=time.sleep):
+        self.base = admin_url.rstrip("/")
+        self._token = access_token or ""
+        self.validate_certs = validate_certs
+        self.ca_path = ca_path
+        self.timeout = request_timeout
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self._sleep = sleep
+        self.request_count = 0
+        self._auth = "Basic " + to_native(base64.b64encode((":" + self._token).encode("utf-8")))
+        self._context = None  # one TLS context for all requests: building it costs ~30 ms each time
+        self._http = Request(use_proxy=True, force=True, timeout=request_timeout, follow_redirects="none",
+                             use_netrc=False)
+
+    def _tls_context(self):
+        if self._context is None:  # urllib wants one even for http://
+            try:
+                self._context = make_context(cafile=self.ca_path, validate_certs=self.validate_certs)
+            except (IOError, OSError, ssl.SSLError) as exc:
+                raise ThreescaleError("Cannot load the CA bundle %s (ca_path): %s" % (self.ca_path, to_native(exc)))
+        return self._context
+
+    # -- helpers -----------------------------------------------------------------------------
+    def redact(self, text):
+        """Remove the token (raw, URL-encoded and Basic-encoded) from any text."""
+        text = to_text(text)
+        if self._token:
+            for form in (self._token, quote(self._token, safe=""), self._auth.split(" ", 1)[1]):
+                text = text.replace(form, REDACTED)
+        return text
+
+    def _delay(self, attempt, retry_after=None):
+        delay = min(30.0, self.backoff * (2 ** attempt))
+        try:
+            if retry_after is not None:
+                delay = max(delay, min(60.0, float(retry_after)))
+        except ValueError:
+            pass  # HTTP-date form of Retry-After: keep our own backoff
+        return delay
+
+    @staticmethod
+    def _url_path(path):
+        if not path.startswith("/"):
+            path = "/" + path
+        if not path.startswith("/admin/api/") and not path.startswith("/lab/"):
+            path = "/admin/api" + path
+        return path
+
+    def request(self, method, path, params=None, data=None, expected_404=False):
+        """Send one request.  ``params`` go to the query string, ``data`` form-encoded in the body.
+
+        Returns the parsed JSON body (None when empty).  With ``expected_404`` a 404 returns None.
+        """
+        method = method.upper()
+        path = self._url_path(path)
+        url = self.base + path
+        if params:
+            url += "?" + urlencode(params, doseq=True)
+        body = urlencode(data, doseq=True) if data is not None else None
+        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        attempt = 0
+        while True:
+            retry, retry_after, failure = False, None, None
+            self.request_count += 1
+            try:
+                resp = self._http.open(method, url, data=body, headers=headers, validate_certs=self.validate_certs,
+                                       timeout=self.timeout, context=self._tls_context())
+                raw = resp.read()
+                return json.loads(raw) if raw and raw.strip() else None
+            except HTTPError as exc:
+                raw = exc.read() if hasattr(exc, "read") else b""
+                try:
+                    err_body = json.loads(raw) if raw else None
+                except ValueError:
+                    err_body = to_text(raw, errors="replace")[:500]
+                if exc.code == 404 and expected_404:
+                    return None
+                if exc.code in RETRY_ANY_METHOD or (exc.code in RETRY_IDEMPOTENT and method in IDEMPOTENT_METHODS):
+                    retry = True
+                    retry_after = exc.headers.get("Retry-After") if exc.headers else None
+                failure = ThreescaleError(self.redact("%s %s failed with HTTP %s: %s" % (
+                    method, path, exc.code, error_summary(err_body) or exc.reason)),
+                    method=method, path=self.redact(path), status=exc.code,
+                    body=json.loads(self.redact(json.dumps(err_body))) if err_body is not None else None)
+            except ThreescaleError:
+                raise
+            except (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, ssl.SSLError) or isinstance(exc, (ssl.SSLError, UrlsConnectionError)):
+                    hint = " (check validate_certs / ca_path)"
+                else:
+                    hint = ""
+                    retry = _refused_before_sending(reason) or method in IDEMPOTENT_METHODS
+                failure = ThreescaleError(self.redact("%s %s failed: cannot reach %s: %s%s" % (
+                    method, path, self.base, to_native(reason), hint)), method=method, path=self.redact(path))
+            if not retry or attempt >= self.retries:
+                if retry and attempt:
+                    failure.message += " (gave up after %d attempts)" % (attempt + 1)
+                raise failure
+            self._sleep(self._delay(attempt, retry_after))
+            attempt += 1
+
+    def get(self, path, params=None, expected_404=False):
+        return self.request("GET", path, params=params, expected_404=expected_404)
+
+    def post(self, path, data=None):
+        return self.request("POST", path, data=data or {})
+
+    def put(self, path, data=None):
+        return self.request("PUT", path, data=data or {})
+
+    def delete(self, path):
+        return self.request("DELETE", path)
+
+    def paginate(self, path, collection, entity, params=None, per_page=MAX_PER_PAGE):
+        """Every item of a paginated collection: ``{"<collection>": [{"<entity>": {...}}], "metadata": ...}``.
+
+        Stops on a short page, or when ``metadata`` says the last page was read.  Porta omits
+        metadata when everything fits one page, so a full page without metadata costs one extra
+        (empty) request rather than silently truncating.
+        """
+        items, page = [], 1
+        while True:
+            query = dict(params or {}, page=page, per_page=per_page)
+            data = self.get(path, params=query) or {}
+            chunk = [unwrap(i, entity) for i in data.get(collection) or []]
+            items.extend(chunk)
+            meta = data.get("metadata") or {}
+            if len(chunk) < per_page or (meta and int(meta.get("current_page", page)) >= int(meta.get("total_pages", page))):
+                return items
+            page += 1
+
+    def list(self, path, collection, entity, params=None):
+        """Items of a non-paginated collection."""
+        data = self.get(path, params=params) or {}
+        return [unwrap(i, entity) for i in data.get(collection) or []]
+
+    # -- lookups shared by several modules ------------------------------------------------------
+    def find_product(self, product):
+        """Product (service) by numeric id or system_name; None when absent."""
+        ident = to_text(product).strip()
+        if ident.isdigit():
+            data = self.get("/services/%s.json" % ident, expected_404=True)
+            return unwrap(data, "service") if data else None
+        for service in self.paginate("/services.json", "services", "service"):
+            if service.get("system_name") == ident:
+                return service
+        return None
+
+    def find_account(self, ident):
+        """Developer account by numeric id, username or email (``accounts/find``); None when absent."""
+        ident = to_text(ident).strip()
+        if ident.isdigit():
+            data = self.get("/accounts/%s.json" % ident, expected_404=True)
+        else:
+            key = "email" if "@" in ident else "username"
+            data = self.get("/accounts/find.json", params={key: ident}, expected_404=True)
+        return unwrap(data, "account") if data else None
+
+
+def unwrap(item, entity):
+    """``{"service": {...}}`` -> ``{...}`` (tolerates already-unwrapped items)."""
+    if isinstance(item, dict) and isinstance(item.get(entity), dict) and len(item) == 1:
+        return item[entity]
+    return item
+
+
+def strip_links(obj):
+    return dict((k, v) for k, v in (obj or {}).items() if k != "links")
+
+
+class ThreescaleModule(AnsibleModule):
+    """AnsibleModule with the shared connection options and a ready client."""
+
+    def __init__(self, argument_spec=None, **kwargs):
+        spec = dict(THREESCALE_ARGSPEC)
+        spec.update(argument_spec or {})
+        kwargs.setdefault("supports_check_mode", True)
+        super(ThreescaleModule, self).__init__(argument_spec=spec, **kwargs)
+        url = self.params["admin_url"].strip()
+        if not url.lower().startswith(("https://", "http://")):
+            self.fail_json(msg="admin_url must start with https:// (the tenant admin portal URL, e.g. "
+                               "https://3scale-admin.apps.example.com); got %r" % url)
+        if self.params["retries"] < 0 or self.params["request_timeout"] <= 0:
+            self.fail_json(msg="retries must be >= 0 and request_timeout > 0")
+        self.client = ThreescaleClient(url, self.params["access_token"], validate_certs=self.params["validate_certs"],
+                                       ca_path=self.params["ca_path"], request_timeout=self.params["request_timeout"],
+                                       retries=self.params["retries"])
+
+    def fail_api(self, exc, **extra):
+        result = exc.to_result() if isinstance(exc, ThreescaleError) else dict(msg=self.client.redact(to_native(exc)))
+        result.update(extra)
+        self.fail_json(**result)
+
+    def run(self, func):
+        """Run ``func()`` and turn API errors into fail_json; ``func`` returns the exit_json kwargs."""
+        try:
+            result = func()
+        except ThreescaleError as exc:
+            self.fail_api(exc)
+        self.exit_json(**result)

@@ -1,0 +1,294 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: threescale_subscription
+short_description: Subscribe developer accounts to a 3scale product (service plan)
+version_added: 1.0.0
+description:
+  - Ensures developer accounts are subscribed (or not) to a product with a given service plan,
+    the "Service Subscriptions > Subscribe" step of the 3scale admin portal. Works for accounts
+    created in the developer portal or through SSO, which have no custom resource.
+  - Uses the C(service_subscriptions) API of 3scale 2.16 and later. On older tenants (the list
+    endpoint answers 404) it falls back to C(service_plans/{id}/buy) and C(service_contracts).
+  - All accounts, the product and the plan are resolved before the first write; an unknown
+    account, product or plan fails the task with nothing changed.
+  - "Cost: one request per account to resolve a username or email (C(accounts/find); account
+    objects carry no usernames), one to read its subscriptions, one per change; numeric ids are
+    resolved together with a single paginated account list."
+author:
+  - Contributors to the maas.threescale collection
+options:
+  accounts:
+    description:
+      - Accounts to handle, each given by username, email or numeric account id.
+    type: list
+    elements: str
+    required: true
+  product:
+    description:
+      - System name or numeric id of the product.
+    type: str
+    required: true
+  plan:
+    description:
+      - Name (or numeric id) of the product's service plan. Every product has one named C(Default).
+      - With O(state=present), an account subscribed with another plan is moved to this plan
+        (3scale 2.16 and later; older tenants only get a warning).
+      - Ignored with O(state=absent).
+    type: str
+    default: Default
+  state:
+    description:
+      - V(present) subscribes, V(absent) unsubscribes.
+      - Unsubscribing deletes the account's applications of this product; 3scale refuses it while
+        any of them is not suspended, see O(suspend_applications).
+    type: str
+    choices: [present, absent]
+    default: present
+  suspend_applications:
+    description:
+      - With O(state=absent), suspend the account's live applications of the product first so the
+        subscription (and those applications) can be deleted.
+      - When false and such applications exist, the task fails before changing anything and names them.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - maas.threescale.threescale
+  - maas.threescale.threescale.ATTRIBUTES
+"""
+
+EXAMPLES = r"""
+- name: Subscribe the workshop users to the model product
+  maas.threescale.threescale_subscription:
+    accounts: "{{ range(1, 51) | map('regex_replace', '^', 'user') | list }}"
+    product: granite-3dot2-8b-instruct
+    plan: Default
+
+- name: Unsubscribe an account, deleting its applications of the product
+  maas.threescale.threescale_subscription:
+    accounts: [user7]
+    product: granite-3dot2-8b-instruct
+    state: absent
+    suspend_applications: true
+"""
+
+RETURN = r"""
+subscriptions:
+  description: One entry per distinct account.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    account:
+      description: The account as given in O(accounts).
+      type: str
+    account_id:
+      description: Account id.
+      type: int
+    subscription_id:
+      description: Id of the subscription (service contract); null when not subscribed after the task or in check mode.
+      type: int
+    plan_id:
+      description: Service plan id after the task (null when unsubscribed).
+      type: int
+    state:
+      description: Subscription state (C(live), C(pending) when the plan needs approval, C(suspended)), null when unsubscribed.
+      type: str
+    action:
+      description: C(subscribed), C(changed_plan), C(unsubscribed) or C(none).
+      type: str
+product_id:
+  description: Id of the product.
+  returned: always
+  type: int
+  sample: 7
+plan_id:
+  description: Id of the requested service plan (null with O(state=absent)).
+  returned: always
+  type: int
+  sample: 12
+api:
+  description: Which subscription API the tenant offered, C(service_subscriptions) (2.16+) or C(service_contracts).
+  returned: always
+  type: str
+  sample: service_subscriptions
+api_requests:
+  description: Number of HTTP requests sent to the admin API.
+  returned: always
+  type: int
+  sample: 403
+"""
+
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleError, ThreescaleModule
+from ansible.module_utils.common.text.converters import to_text
+
+NEW_API = "service_subscriptions"
+OLD_API = "service_contracts"
+
+
+def fail(module, msg):
+    module.fail_json(msg=msg + "; nothing was changed")
+
+
+def resolve_accounts(module, client, idents):
+    """Map each identifier to an account; numeric ids through one paginated list, others via find."""
+    accounts, missing = {}, []
+    if any(i.isdigit() for i in idents):
+        by_id = dict((to_text(a["id"]), a) for a in client.paginate("/accounts.json", "accounts", "account"))
+    for ident in idents:
+        account = by_id.get(ident) if ident.isdigit() else client.find_account(ident)
+        if account:
+            accounts[ident] = account
+        else:
+            missing.append(ident)
+    if missing:
+        fail(module, "Account(s) not found: %s. Check the usernames/emails/ids, or create the accounts first "
+                     "with maas.threescale.threescale_account" % ", ".join(missing))
+    return accounts
+
+
+def read_subscriptions(client, account_id, api):
+    """(api, subscriptions) of one account; ``api`` None means: detect it with this call."""
+    if api in (None, NEW_API):
+        data = client.get("/accounts/%s/service_subscriptions.json" % account_id, expected_404=api is None)
+        if data is not None:
+            return NEW_API, [s.get("service_subscription", s) for s in data.get("service_subscriptions") or []]
+    data = client.get("/accounts/%s/service_contracts.json" % account_id) or {}
+    return OLD_API, [s.get("service_contract", s) for s in data.get("service_contracts") or []]
+
+
+def live_apps(client, account_id, product_id):
+    apps = client.list("/accounts/%s/applications.json" % account_id, "applications", "application")
+    return [a for a in apps if a.get("service_id") == product_id and a.get("state") != "suspended"]
+
+
+def ensure_subscriptions(module):
+    client, params = module.client, module.params
+    idents = [to_text(a).strip() for a in params["accounts"]]
+    if not idents or any(not i for i in idents):
+        fail(module, "accounts must be a non-empty list of usernames, emails or numeric ids")
+    product = client.find_product(params["product"])
+    if not product:
+        fail(module, "Product %r not found; give its system_name or numeric id (see threescale_product_info)" % params["product"])
+    pid = product["id"]
+    plans = client.list("/services/%s/service_plans.json" % pid, "plans", "service_plan")
+    plan_ids = set(p["id"] for p in plans)
+    plan = None
+    if params["state"] == "present":
+        wanted = params["plan"].strip()
+        plan = next((p for p in plans if p.get("name") == wanted or to_text(p.get("id")) == wanted), None)
+        if not plan:
+            fail(module, "Service plan %r not found in product %s; available: %s" % (
+                wanted, product.get("system_name"), ", ".join(sorted(p.get("name", "") for p in plans)) or "none"))
+    accounts = resolve_accounts(module, client, list(dict.fromkeys(idents)))
+
+    # Read phase: current subscription of every distinct account (no writes yet).
+    api, work, seen = None, [], set()
+    for ident, account in accounts.items():
+        if account["id"] in seen:
+            continue
+        seen.add(account["id"])
+        api, subs = read_subscriptions(client, account["id"], api)
+        current = next((s for s in subs if s.get("service_id") == pid or
+                        (s.get("service_id") is None and s.get("plan_id") in plan_ids)), None)
+        work.append((ident, account, current))
+
+    blocked = []
+    if params["state"] == "absent" and not params["suspend_applications"]:
+        for ident, account, current in work:
+            if current:
+                apps = live_apps(client, account["id"], pid)
+                if apps:
+                    blocked.append("%s (%s)" % (ident, ", ".join(to_text(a.get("name") or a["id"]) for a in apps)))
+    if blocked:
+        fail(module, "3scale deletes a subscription only when all the account's applications of the product are "
+                     "suspended. Unsuspended applications: %s. Set suspend_applications: true to suspend and delete "
+                     "them, or remove them with threescale_application first" % "; ".join(blocked))
+
+    results, before, after, warnings = [], {}, {}, []
+    for ident, account, current in work:
+        aid = account["id"]
+        entry = dict(account=ident, account_id=aid, subscription_id=(current or {}).get("id"),
+                     plan_id=(current or {}).get("plan_id"), state=(current or {}).get("state"), action="none")
+        if params["state"] == "present" and not current:
+            entry.update(action="subscribed", plan_id=plan["id"], state=None)
+            if not module.check_mode:
+                entry.update(subscribe(client, api, aid, plan["id"], pid))
+        elif params["state"] == "present" and current.get("plan_id") != plan["id"]:
+            if api == NEW_API:
+                entry.update(action="changed_plan", plan_id=plan["id"])
+                if not module.check_mode:
+                    client.put("/accounts/%s/service_subscriptions/%s/change_plan.json" % (aid, current["id"]),
+                               data={"plan_id": plan["id"]})
+            else:
+                warnings.append("%s is subscribed with service plan %s, not %s; this 3scale version has no API to "
+                                "change it" % (ident, current.get("plan_id"), plan["id"]))
+        elif params["state"] == "absent" and current:
+            entry.update(action="unsubscribed", subscription_id=None, plan_id=None, state=None)
+            if not module.check_mode:
+                unsubscribe(module, client, api, ident, aid, pid, current["id"])
+        if entry["action"] != "none":
+            before[ident] = dict(subscribed=current is not None, plan_id=(current or {}).get("plan_id"))
+            after[ident] = dict(subscribed=entry["action"] != "unsubscribed", plan_id=entry["plan_id"])
+        results.append(entry)
+    for w in warnings:
+        module.warn(w)
+    changed = bool(before)
+    result = dict(changed=changed, subscriptions=results, product_id=pid, plan_id=plan["id"] if plan else None,
+                  api=api, api_requests=client.request_count)
+    if changed:
+        result["diff"] = dict(before=before, after=after)
+    return result
+
+
+def subscribe(client, api, account_id, plan_id, product_id):
+    try:
+        if api == NEW_API:
+            sub = (client.post("/accounts/%s/service_subscriptions.json" % account_id, data={"plan_id": plan_id}) or {})
+            sub = sub.get("service_subscription") or {}
+            return dict(subscription_id=sub.get("id"), state=sub.get("state"))
+        client.post("/accounts/%s/service_plans/%s/buy.json" % (account_id, plan_id))
+    except ThreescaleError as exc:
+        # Subscribed meanwhile by someone else: the wanted end state holds.
+        if exc.status != 422 or "already subscribed" not in exc.message:
+            raise
+    _api, subs = read_subscriptions(client, account_id, OLD_API if api == OLD_API else NEW_API)
+    sub = next((s for s in subs if s.get("service_id") == product_id or s.get("plan_id") == plan_id), {})
+    return dict(subscription_id=sub.get("id"), state=sub.get("state"))
+
+
+def unsubscribe(module, client, api, ident, account_id, product_id, sub_id):
+    if module.params["suspend_applications"]:
+        for app in live_apps(client, account_id, product_id):
+            client.put("/accounts/%s/applications/%s/suspend.json" % (account_id, app["id"]))
+    try:
+        client.delete("/accounts/%s/%s/%s.json" % (account_id, api, sub_id))
+    except ThreescaleError as exc:
+        if exc.status == 403 and "unsuspended" in exc.message:
+            module.fail_json(msg="3scale refused to unsubscribe %s: %s. Set suspend_applications: true, or suspend "
+                                 "or delete its applications of the product first" % (ident, exc.message),
+                             **dict((k, v) for k, v in exc.to_result().items() if k != "msg"))
+        raise
+
+
+def main():
+    spec = dict(
+        accounts=dict(type="list", elements="str", required=True),
+        product=dict(type="str", required=True),
+        plan=dict(type="str", default="Default"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        suspend_applications=dict(type="bool", default=False),
+    )
+    module = ThreescaleModule(argument_spec=spec)
+    module.run(lambda: ensure_subscriptions(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""APIcast stand-in end to end: products built through porta's REST API, called through the gateway.
+
+Model server, porta (admin API + backend listener) and APIcast run in-process on one LabContext;
+everything between them and the test is real HTTP(S): requests, curl, porta's proxy_configs
+endpoint, the authrep wire protocol.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from maaslab.apicast import APIcast
+from maaslab.context import Faults, LabContext, ensure_tls
+from maaslab.model import ModelServer
+from maaslab.porta import Porta
+
+GRANITE = "ibm-granite/granite-3.2-8b-instruct"
+REFRESH = 0.5  # apicast_refresh for this module (production config cache)
+WORKSHOP_BODY = {"model": GRANITE, "prompt": "San Francisco is a", "max_tokens": 15, "temperature": 0}
+RULES = [("GET", "/health", "health"), ("POST", "/tokenize", "tokenize"), ("POST", "/detokenize", "detokenize"),
+         ("GET", "/v1/models", "models"), ("GET", "/version", "version"),
+         ("POST", "/v1/chat/completions", "chat/completions"), ("POST", "/v1/completions", "completions"),
+         ("POST", "/v1/embeddings", "embeddings")]
+CORS = {"name": "cors", "version": "builtin", "enabled": True, "configuration": {
+    "allow_credentials": True, "allow_headers": ["Authorization", "Content-type", "Accept"],
+    "allow_methods": [], "allow_origin": "*"}}
+REMOVE_BEARER = {"name": "remove-bearer", "version": "0.1", "enabled": True, "configuration": {}}
+APICAST = {"name": "apicast", "version": "builtin", "enabled": True, "configuration": {}}
+
+
+def upstream(seconds: float) -> dict:
+    return {"name": "upstream_connection", "version": "builtin", "enabled": True, "configuration": {
+        "connect_timeout": seconds, "read_timeout": seconds, "send_timeout": seconds}}
+
+
+WORKSHOP_POLICIES = [CORS, REMOVE_BEARER, APICAST, upstream(180)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gateway")
+    ctx = LabContext(dir=d, settings={"apicast_refresh": REFRESH, "users": 1, "tenant": "3scale"})
+    ctx.tls = ensure_tls(d / "tls")
+    ctx.faults = Faults(d / "faults.json")
+    started = []
+    try:
+        for cls in (ModelServer, Porta, APIcast):
+            comp = cls(ctx)
+            comp.start()
+            started.append(comp)
+        yield {"ctx": ctx, "model": started[0], "porta": started[1], "apicast": started[2]}
+    finally:
+        for comp in reversed(started):
+            comp.stop()
+
+
+class Admin:
+    """A thin client of porta's Account Management API (JSON, token as Basic user)."""
+
+    def __init__(self, ctx: LabContext):
+        self.base = ctx.urls["porta"]
+        self.s = requests.Session()
+        self.s.auth = (ctx.secret("porta_token"), "")
+        self.ca = str(ctx.tls.ca_cert)  # per request: REQUESTS_CA_BUNDLE would override Session.verify
+
+    def call(self, method: str, endpoint: str, **data):
+        url = self.base + ("" if endpoint.startswith("/stats/") else "/admin/api") + endpoint
+        r = self.s.request(method, url, data=data if method != "GET" else None,
+                           params=data if method == "GET" else None, timeout=10, verify=self.ca)
+        assert r.status_code < 300, f"{method} {endpoint}: {r.status_code} {r.text[:300]}"
+        return r.json() if r.content else None
+
+
+@pytest.fixture(scope="module")
+def admin(lab):
+    return Admin(lab["ctx"])
+
+
+def make_product(admin: Admin, model_url: str, *, credentials="headers", auth_user_key="Authorization",
+                 policies=WORKSHOP_POLICIES, limits=None, promote=True) -> dict:
+    """Backend + product + methods + mapping rules + plan + application, deployed (and promoted)."""
+    name = "p" + uuid.uuid4().hex[:8]
+    backend = admin.call("POST", "/backend_apis.json", name=name, system_name=name,
+                         private_endpoint=model_url)["backend_api"]
+    svc = admin.call("POST", "/services.json", name=name, system_name=name)["service"]
+    sid = svc["id"]
+    admin.call("POST", f"/services/{sid}/backend_usages.json", backend_api_id=backend["id"], path="/")
+    metrics = admin.call("GET", f"/services/{sid}/metrics.json")["metrics"]
+    hits = next(m["metric"]["id"] for m in metrics if m["metric"]["system_name"] == "hits")
+    method_ids = {}
+    for verb, pattern, ref in RULES:
+        m = admin.call("POST", f"/services/{sid}/metrics/{hits}/methods.json", friendly_name=ref,
+                       system_name=ref)["method"]
+        method_ids[ref] = m["id"]
+        admin.call("POST", f"/services/{sid}/proxy/mapping_rules.json", http_method=verb, pattern=pattern,
+                   delta=1, metric_id=m["id"])
+    admin.call("PATCH", f"/services/{sid}/proxy.json", credentials_location=credentials,
+               auth_user_key=auth_user_key)
+    admin.call("PUT", f"/services/{sid}/proxy/policies.json", policies_config=json.dumps(policies))
+    plan = admin.call("POST", f"/services/{sid}/application_plans.json", name="Standard Plan",
+                      system_name="standard")["application_plan"]
+    for ref, value in (limits or {}).items():
+        admin.call("POST", f"/application_plans/{plan['id']}/metrics/{method_ids[ref]}/limits.json",
+                   period="minute", value=value)
+    account = admin.call("POST", "/signup.json", org_name=name, username=name, email=f"{name}@example.com",
+                         password="openshift")["account"]
+    app = admin.call("POST", f"/accounts/{account['id']}/applications.json", plan_id=plan["id"],
+                     name=f"{name} application")["application"]
+    admin.call("POST", f"/services/{sid}/proxy/deploy.json")
+    if promote:
+        promote_latest(admin, sid)
+    proxy = admin.call("GET", f"/services/{sid}/proxy.json")["proxy"]
+    return {"id": sid, "app_id": app["id"], "key": app["user_key"], "production": proxy["endpoint"],
+            "staging": proxy["sandbox_endpoint"], "method_ids": method_ids}
+
+
+def promote_latest(admin: Admin, sid: int) -> None:
+    latest = admin.call("GET", f"/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]
+    admin.call("POST", f"/services/{sid}/proxy/configs/sandbox/{latest['version']}/promote.json", to="production")
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05):
+    """Poll `predicate` until it returns a truthy value (returned) or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def served(url: str, key: str, path="/v1/completions"):
+    """The gateway answered with the model (used to wait for a config to be live)."""
+    try:
+        r = requests.post(url + path, json=WORKSHOP_BODY, headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    except requests.ConnectionError:  # listener not open yet
+        return None
+    return r if r.status_code == 200 else None
+
+
+@pytest.fixture(scope="module")
+def workshop(lab, admin):
+    """The workshop's product: Authorization header credentials + remove-bearer, promoted."""
+    p = make_product(admin, lab["ctx"].urls["model"])
+    wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3)
+    return p
+
+
+def usage(admin: Admin, app_id: int, metric: str) -> int:
+    return admin.call("GET", f"/stats/applications/{app_id}/usage.json", metric_name=metric,
+                      period="day")["total"]
+
+
+def post(url, key=None, path="/v1/completions", body=WORKSHOP_BODY, headers=None, **kw):
+    h = {"Authorization": f"Bearer {key}"} if key else {}
+    h.update(headers or {})
+    return requests.post(url + path, json=body, headers=h, timeout=10, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_workshop_curl_against_production(workshop, admin):
+    before = usage(admin, workshop["app_id"], "completions")
+    cmd = ["curl", "-sS", "-X", "POST", f"{workshop['production']}/v1/completions",
+           "-H", "accept: application/json", "-H", "Content-Type: application/json",
+           "-H", f"Authorization: Bearer {workshop['key']}",
+           "-d", json.dumps(WORKSHOP_BODY, indent=4), "-w", "\n%{http_code}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=True).stdout
+    body, _, code = out.rpartition("\n")
+    assert code == "200"
+    doc = json.loads(body)
+    assert doc["object"] == "text_completion" and doc["model"] == GRANITE
+    assert doc["choices"][0]["text"].startswith(" city in California")
+    assert doc["choices"][0]["finish_reason"] == "length"
+    assert doc["usage"] == {"prompt_tokens": 4, "completion_tokens": 15, "total_tokens": 19}
+    assert usage(admin, workshop["app_id"], "completions") == before + 1
+
+
+def test_staging_serves_too(workshop):
+    r = post(workshop["staging"], workshop["key"])
+    assert r.status_code == 200 and r.json()["choices"][0]["text"]
+
+
+def test_missing_credentials_401_even_unmapped(workshop):
+    for path in ("/v1/completions", "/not/mapped"):
+        r = post(workshop["production"], path=path)
+        assert r.status_code == 401
+        assert r.text == "Authentication parameters missing"
+        assert r.headers["Content-Type"].startswith("text/plain")
+
+
+def test_wrong_key_403(workshop, admin):
+    before = usage(admin, workshop["app_id"], "completions")
+    r = post(workshop["production"], "0123456789abcdef0123456789abcdef")
+    assert r.status_code == 403 and r.text == "Authentication failed"
+    assert usage(admin, workshop["app_id"], "completions") == before
+
+
+def test_no_mapping_rule_404(workshop):
+    r = post(workshop["production"], workshop["key"], path="/v1/unknown")
+    assert r.status_code == 404 and r.text == "No Mapping Rule matched"
+    r = requests.delete(workshop["production"] + "/v1/completions",
+                        headers={"Authorization": f"Bearer {workshop['key']}"}, timeout=5)
+    assert r.status_code == 404  # method is part of the rule
+
+
+def test_other_mapped_endpoints_counted(workshop, admin):
+    before = usage(admin, workshop["app_id"], "models")
+    r = requests.get(workshop["production"] + "/v1/models", headers={"Authorization": f"Bearer {workshop['key']}"},
+                     timeout=5)
+    assert r.status_code == 200 and r.json()["data"][0]["id"] == GRANITE
+    h = requests.get(workshop["production"] + "/health", headers={"Authorization": f"Bearer {workshop['key']}"},
+                     timeout=5)
+    assert h.status_code == 200 and h.content == b""
+    assert usage(admin, workshop["app_id"], "models") == before + 1
+
+
+def test_plan_limit_429(lab, admin):
+    p = make_product(admin, lab["ctx"].urls["model"], limits={"completions": 2})
+    wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3)  # that is call 1
+    assert post(p["production"], p["key"]).status_code == 200
+    r = post(p["production"], p["key"])
+    assert r.status_code == 429 and r.text == "Limits exceeded"
+    assert usage(admin, p["app_id"], "completions") == 2  # the rejected call is not counted
+
+
+def test_headers_mode_without_remove_bearer(lab, admin):
+    p = make_product(admin, lab["ctx"].urls["model"], policies=[CORS, APICAST, upstream(180)])
+    wait_for(lambda: status(p["production"], headers={"Authorization": p["key"]}) == 200, REFRESH + 3)
+    # without the policy the literal "Bearer <key>" is the user_key: the backend rejects it
+    r = post(p["production"], p["key"])
+    assert r.status_code == 403 and r.text == "Authentication failed"
+
+
+def test_remove_bearer_accepts_both_forms(workshop):
+    assert post(workshop["production"], headers={"Authorization": workshop["key"]}).status_code == 200
+    assert post(workshop["production"], workshop["key"]).status_code == 200
+
+
+def test_authorization_mode(lab, admin):
+    p = make_product(admin, lab["ctx"].urls["model"], credentials="authorization",
+                     policies=[CORS, APICAST, upstream(180)])
+    wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3)  # Bearer <key>
+    basic = base64.b64encode(f"{p['key']}:".encode()).decode()
+    assert post(p["production"], headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    # schemes are case-sensitive and a bare key is no credential in this mode
+    assert post(p["production"], headers={"Authorization": f"bearer {p['key']}"}).status_code == 401
+    assert post(p["production"], headers={"Authorization": p["key"]}).status_code == 401
+
+
+def test_cors(workshop):
+    pre = requests.options(workshop["production"] + "/v1/completions", timeout=5, headers={
+        "Origin": "https://portal.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert pre.status_code == 204
+    assert pre.headers["Access-Control-Allow-Origin"] == "*"
+    assert pre.headers["Access-Control-Allow-Credentials"] == "true"
+    assert pre.headers["Access-Control-Allow-Headers"].replace(" ", "") == "Authorization,Content-type,Accept"
+    assert "Access-Control-Allow-Methods" not in pre.headers  # allow_methods: [] clears it, as in APIcast
+    simple = post(workshop["production"], workshop["key"], headers={"Origin": "https://portal.example.com"})
+    assert simple.status_code == 200 and simple.headers["Access-Control-Allow-Origin"] == "*"
+    denied = post(workshop["production"], headers={"Origin": "https://portal.example.com"})
+    assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Origin" not in post(workshop["production"], workshop["key"]).headers
+
+
+def test_upstream_timeout_504(lab, admin):
+    p = make_product(admin, lab["ctx"].urls["model"], policies=[CORS, REMOVE_BEARER, APICAST, upstream(0.3)])
+    wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3)
+    faults = lab["ctx"].faults.path
+    faults.write_text(json.dumps({"model": {"delay": 1.0}}))
+    try:
+        t0 = time.monotonic()
+        r = post(p["production"], p["key"])
+        elapsed = time.monotonic() - t0
+    finally:
+        faults.unlink()
+    assert r.status_code == 504 and "Gateway Time-out" in r.text
+    assert 0.3 <= elapsed < 0.9
+
+
+def test_upstream_down_502(lab, admin, workshop):
+    faults = lab["ctx"].faults.path
+    faults.write_text(json.dumps({"model": {"down": True}}))
+    try:
+        r = post(workshop["production"], workshop["key"])
+    finally:
+        faults.unlink()
+    assert r.status_code == 502
+
+
+def test_promotion_visible_only_after_refresh(lab, admin):
+    gw: APIcast = lab["apicast"]
+    p = make_product(admin, lab["ctx"].urls["model"], promote=False)
+    # staging works at once (lazy loader, no cache); the production host is unknown: 404 empty
+    wait_for(lambda: served(p["staging"], p["key"]), 3)
+    unknown = wait_for(lambda: _try(lambda: post(p["production"], p["key"])), 3)[0]
+    assert unknown.status_code == 404 and unknown.content == b""
+
+    loads = gw.production_loads
+    promoted_at = time.monotonic()
+    promote_latest(admin, p["id"])
+    still_old = post(p["production"], p["key"])
+    if gw.production_loads == loads:  # no refresh happened in between: must still be the old config
+        assert still_old.status_code == 404 and still_old.content == b""
+    first = wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3, interval=0.02)
+    seen_after = time.monotonic() - promoted_at
+    assert first.json()["object"] == "text_completion"
+    assert gw.production_loads > loads and gw.production_loaded_at >= promoted_at - 0.05
+    assert seen_after <= REFRESH + 0.5
+    print(f"\npromotion visible after {seen_after:.3f}s (refresh {REFRESH}s)")
+
+
+def status(url, *args, **kw) -> int | None:
+    """Status of `post`, None while the listener is not open yet."""
+    try:
+        return post(url, *args, **kw).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def _try(fn):
+    """(result,) once the listener accepts connections (a 404 Response is falsy itself)."""
+    try:
+        return (fn(),)
+    except requests.ConnectionError:
+        return None
+
+
+def test_sse_streams_through_gateway(lab, workshop):
+    model: ModelServer = lab["model"]
+    model.ctx.settings["model_token_delay"] = 0.05
+    req = {"model": GRANITE, "messages": [{"role": "user", "content": "Tell me about Paris"}], "temperature": 0,
+           "max_tokens": 20, "stream": True, "stream_options": {"include_usage": True}}
+    try:
+        t0 = time.monotonic()
+        arrivals, events = [], []
+        with post(workshop["production"], workshop["key"], path="/v1/chat/completions", body=req, stream=True) as r:
+            assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if line:
+                    arrivals.append(time.monotonic() - t0)
+                    events.append(line)
+    finally:
+        model.ctx.settings["model_token_delay"] = 0.0
+    assert events[-1] == b"data: [DONE]"
+    assert json.loads(events[-2][6:])["usage"]["completion_tokens"] == 20
+    # chunk by chunk: the first token arrives long before the last one is generated
+    assert arrivals[0] < 0.5 and arrivals[-1] - arrivals[0] >= 19 * 0.05 * 0.8
+
+
+def test_latency(workshop, lab):
+    direct, via = [], []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        assert requests.post(lab["ctx"].urls["model"] + "/v1/completions", json=WORKSHOP_BODY, timeout=5).ok
+        direct.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        assert post(workshop["production"], workshop["key"]).status_code == 200
+        via.append(time.perf_counter() - t0)
+    d, v = statistics.median(direct) * 1000, statistics.median(via) * 1000
+    print(f"\nmedian latency: model direct {d:.1f} ms, through APIcast (authrep + proxy) {v:.1f} ms")
+    assert v < 250
