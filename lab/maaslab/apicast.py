@@ -15,7 +15,8 @@ Host: 404 with an empty body.
 Per request (the policy chain, in order): `cors` (preflight answered here, CORS headers added
 to every response when the request has an Origin), `remove-bearer` (the workshop's custom
 policy: strips a leading "Bearer " from Authorization), `apicast` (credentials → 401, mapping
-rules → 404, authrep to the backend listener → 403/429), `upstream_connection` (timeouts);
+rules → 404, authrep to the backend listener → 403/429 + Retry-After from the exceeded limit's
+period), `upstream_connection` (connect/send/read timeouts → 504; a refused/reset upstream → 502);
 any other policy is skipped with a WARN like APIcast's "failed to load policy". Then the call is
 proxied to the backend (longest `backend_api_configs` path prefix, prefix stripped like the
 routing policy) and the response is streamed back as it arrives (SSE stays incremental).
@@ -25,11 +26,12 @@ and limits are exact.
 from __future__ import annotations
 
 import base64
+import datetime
 import http.client
 import json
 import logging
+import math
 import re
-import socket
 import ssl
 import threading
 import time
@@ -44,7 +46,7 @@ from .httpbase import JSONHandler, LabHTTPServer
 LOG = logging.getLogger("maaslab.apicast")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+              "trailers", "transfer-encoding", "upgrade", "host", "content-length", "expect"}
 BUILTIN_DEFAULT_TIMEOUT = 60.0  # nginx proxy_{connect,read,send}_timeout default
 DEFAULT_ERRORS = {  # APIcast's defaults when porta's proxy has no error_* value
     "auth_missing": (401, "Authentication parameters missing"),
@@ -183,12 +185,14 @@ class APIcast:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[tuple[str, str]] = set()
-        self._ssl = None
+        self._porta: urllib.request.OpenerDirector | None = None
         self._upstream_ssl = ssl.create_default_context()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        self._ssl = self.ctx.client_ssl_context()
+        # explicit openers: loopback traffic must never go through an http(s)_proxy from the env
+        self._porta = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                  urllib.request.HTTPSHandler(context=self.ctx.client_ssl_context()))
         try:
             self._load_production()
             self._discover(self._fetch("sandbox"))
@@ -234,7 +238,7 @@ class APIcast:
             url = (f"{self.ctx.urls['porta']}/admin/api/account/proxy_configs/{env}.json?"
                    + urlencode({"page": page, "per_page": 500}))
             req = urllib.request.Request(url, headers={"Authorization": auth, "Accept": "application/json"})
-            with urllib.request.urlopen(req, timeout=10, context=self._ssl) as resp:
+            with self._porta.open(req, timeout=10) as resp:
                 doc = json.loads(resp.read() or b"{}")
             for item in doc.get("proxy_configs") or []:
                 pc = item.get("proxy_config") or item
@@ -357,18 +361,18 @@ class APIcast:
         url = backend.rstrip("/") + "/transactions/authrep.xml?" + urlencode(params)
         req_b = urllib.request.Request(url, headers={"3scale-options": "rejection_reason_header=1&limit_headers=1"})
         try:
-            with urllib.request.urlopen(req_b, timeout=10) as resp:
+            with _DIRECT.open(req_b, timeout=10) as resp:
                 status, headers, text = resp.status, resp.headers, resp.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as e:
             status, headers, text = e.code, e.headers, e.read().decode("utf-8", "replace")
         except OSError as e:  # backend listener unreachable: deny, like APIcast without a cached auth
             LOG.error("apicast: backend authrep failed: %s", e)
-            raise svc.error("auth_failed")
+            raise svc.error("auth_failed") from None
         if status == 200 and "<authorized>true</authorized>" in text:
             return
         if status == 409 or "limits_exceeded" in (headers.get("3scale-rejection-reason") or "") \
                 or "usage limits are exceeded" in text:
-            retry = headers.get("3scale-limit-reset")
+            retry = headers.get("3scale-limit-reset") or _seconds_to_reset(text)
             raise svc.error("limits_exceeded", {"Retry-After": retry} if retry else None)
         raise svc.error("auth_failed")
 
@@ -406,12 +410,12 @@ class APIcast:
                 conn.endheaders(req.body or None)
                 conn.sock.settimeout(read_t)
                 resp = conn.getresponse()
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:  # socket.timeout is TimeoutError
                 LOG.warning("apicast: upstream %s timed out", u.netloc)
-                raise Reject(504, _nginx_error(504, "Gateway Time-out"), "text/html")
+                raise Reject(504, _nginx_error(504, "Gateway Time-out"), "text/html") from None
             except (OSError, http.client.HTTPException) as e:
                 LOG.warning("apicast: upstream %s failed: %s", u.netloc, e)
-                raise Reject(502, _nginx_error(502, "Bad Gateway"), "text/html")
+                raise Reject(502, _nginx_error(502, "Bad Gateway"), "text/html") from None
             self._relay(resp, h, cors)
         finally:
             conn.close()
@@ -457,6 +461,21 @@ class APIcast:
 
 
 POLICIES = {"cors", "remove-bearer", "apicast", "upstream_connection"}
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _seconds_to_reset(xml: str) -> str | None:
+    """Seconds until the exceeded limit's period ends (what apisonator's 3scale-limit-reset says)."""
+    reports = re.findall(r'<usage_report[^>]*exceeded="true"[^>]*>(.*?)</usage_report>', xml, re.S)
+    ends = [m.group(1) for r in reports if (m := re.search(r"<period_end>([^<]+)</period_end>", r))]
+    if not ends:
+        return None  # e.g. an eternity limit: no reset
+    try:
+        end = min(datetime.datetime.fromisoformat(e.replace("Z", "+00:00")) for e in ends)
+    except ValueError:
+        return None
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return str(max(1, math.ceil((end - now).total_seconds())))
 
 
 def _cors_headers(conf: dict[str, Any] | None, h: GatewayHandler) -> dict[str, Any]:

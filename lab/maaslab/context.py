@@ -25,6 +25,9 @@ def free_port(preferred: int | None = None) -> int:
     """Return a free loopback TCP port; `preferred` if it is still free (resume keeps URLs)."""
     if preferred:
         with socket.socket() as s:
+            # same option as the listeners (allow_reuse_address): a port whose old connections are
+            # in TIME_WAIT after a restart is still ours to take
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", preferred))
                 return preferred

@@ -11,6 +11,8 @@ Known simplifications (documented): server-side apply is a merge that replaces l
 field ownership/conflicts; strategic merge on core kinds is a JSON merge (directives dropped); CEL
 rules are not evaluated; no conversion between CRD versions (the "None" strategy: apiVersion only);
 no aggregated discovery (kubectl falls back); no protobuf; no RBAC (both lab tokens are admins).
+Unknown fields under fieldValidation=Strict answer 400 BadRequest "strict decoding error", as a real
+apiserver does (schema violations are 422 Invalid); Warn (the default) prunes and sends Warning headers.
 """
 from __future__ import annotations
 
@@ -40,8 +42,16 @@ import yaml
 
 from .context import LabContext, now_iso
 from .httpbase import JSONHandler, LabHTTPServer
-from .kube_schema import (BUILTIN_SCHEMAS, OBJECT_META, Cause, default, openapi_published, prune,
-                          validate, validate_name)
+from .kube_schema import (
+    BUILTIN_SCHEMAS,
+    OBJECT_META,
+    Cause,
+    default,
+    openapi_published,
+    prune,
+    validate,
+    validate_name,
+)
 
 LOG = logging.getLogger("maaslab.kube")
 
@@ -168,9 +178,12 @@ def parse_label_selector(s: str | None) -> list[tuple]:
 def _labels_match(reqs: list[tuple], labels: dict) -> bool:
     for key, op, val in reqs:
         have = labels.get(key)
-        ok = {"=": lambda: have == val, "!=": lambda: have != val, "exists": lambda: key in labels,
-              "!exists": lambda: key not in labels, "in": lambda: have in val,
-              "notin": lambda: have not in val}[op]()
+        if op in ("exists", "!exists"):
+            ok = (key in labels) == (op == "exists")
+        elif op in ("in", "notin"):
+            ok = (have in val) == (op == "in")
+        else:
+            ok = (have == val) == (op == "=")
         if not ok:
             return False
     return True
@@ -223,10 +236,10 @@ def _age(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
     try:
-        then = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        then = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     except ValueError:
         return "<invalid>"
-    s = max(0, int((datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()))
+    s = max(0, int((datetime.datetime.now(datetime.UTC) - then).total_seconds()))
     if s < 120:
         return f"{s}s"
     m, h, d = s // 60, s // 3600, s // 86400
@@ -289,7 +302,7 @@ class KubeAPIServer:
         self.httpd: LabHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self.url = ""
-        self.active_watches = 0       # open watch streams (tests wait on this instead of sleeping)
+        self._watching: dict[int, str] = {}   # open watch streams, described (tests wait on these)
 
     # -------------------------------------------------------------- lifecycle and persistence
     def start(self) -> None:
@@ -871,7 +884,7 @@ class KubeAPIServer:
                 for v in rt.versions:
                     gvs.setdefault(f"apis/{rt.group}/{v}" if rt.group else f"api/{v}", []).append((rt, v))
             docs = {k: _openapi_doc(k, rts) for k, rts in gvs.items()}
-            for k, d in docs.items():
+            for d in docs.values():
                 d["_hash"] = hashlib.sha512(json.dumps(d, sort_keys=True).encode()).hexdigest().upper()
             self._openapi_cache = {"gen": self.reg_gen, "docs": docs}
             return docs
@@ -928,6 +941,8 @@ class KubeAPIServer:
         if rt is None or (rt.namespaced and name and ns is None) or (not rt.namespaced and ns) \
                 or (sub and (sub != "status" or not rt.status_sub)):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if rt.namespaced and ns is None and method != "GET":
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         warnings: list[str] = []
         table = "as=Table" in accept
         if method == "GET" and name is None and q.get("watch", "").lower() in ("true", "1"):
@@ -953,6 +968,10 @@ class KubeAPIServer:
             if method == "POST" and name is None:
                 return 201, self._create(rt, version, ns, data, q, warnings), _warn(warnings)
             if method == "PUT" and name:
+                if not rt.builtin and isinstance(data, dict) and not (data.get("metadata") or {}).get("resourceVersion"):
+                    # custom resources allow no unconditional update (AllowUnconditionalUpdate=false)
+                    raise self._invalid(rt, name, [Cause("FieldValueInvalid", "metadata.resourceVersion",
+                                                         "Invalid value: 0x0: must be specified for an update")])
                 return 200, self._update(rt, version, ns, name, data, q, warnings, sub), _warn(warnings)
         if method == "PATCH" and name:
             code, obj = self._patch(rt, version, ns, name, body, headers.get("Content-Type"), q, warnings, sub)
@@ -979,7 +998,7 @@ class KubeAPIServer:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     # -------------------------------------------------------------- watch
-    def serve_watch(self, h: "_Handler", w: "_Watch") -> None:
+    def serve_watch(self, h: _Handler, w: _Watch) -> None:
         rt, version, ns, q = w.rt, w.version, w.ns, w.q
         labels = parse_label_selector(q.get("labelSelector"))
         fields = parse_field_selector(q.get("fieldSelector"), rt)
@@ -1025,7 +1044,7 @@ class KubeAPIServer:
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_EVERY
         with self.lock:
-            self.active_watches += 1
+            self._watching[id(h)] = f"{rt.qualified} ns={ns or ''} {q.get('fieldSelector') or ''}".strip()
         try:
             if expired:
                 h.write_chunk({"type": "ERROR", "object": expired})
@@ -1071,15 +1090,24 @@ class KubeAPIServer:
         except (OSError, ssl.SSLError, ValueError):
             h.close_connection = True
             return
+        except Exception:
+            LOG.exception("kube: watch on %s failed", rt.qualified)
+            h.close_connection = True
+            return
         finally:
             with self.lock:
-                self.active_watches -= 1
+                self._watching.pop(id(h), None)
             if not h.close_connection:
                 try:
                     h.wfile.write(b"0\r\n\r\n")
                     h.wfile.flush()
                 except (OSError, ValueError):
                     h.close_connection = True
+
+    def watches(self) -> list[str]:
+        """Descriptions of the open watch streams, e.g. 'backends.capabilities.3scale.net ns=3scale metadata.name=x'."""
+        with self.lock:
+            return list(self._watching.values())
 
     # -------------------------------------------------------------- in-process helper for the orchestrator
     def apply_manifest(self, obj: dict, field_manager: str = "maaslab") -> dict:
@@ -1165,11 +1193,11 @@ def _openapi_doc(key: str, rts: list[tuple[ResourceType, str]]) -> dict:
         ok = {"200": {"description": "OK", **ref(name)}}
         created = {**ok, "201": {"description": "Created", **ref(name)}}
 
-        def op(action, params=(), body=False, resp=ok, _gvk=gvk):
-            o = {"operationId": f"{action}{rt.kind}", "x-kubernetes-action": action,
+        def op(action, params=(), body=False, resp=ok, _gvk=gvk, _kind=rt.kind, _name=name):
+            o = {"operationId": f"{action}{_kind}", "x-kubernetes-action": action,
                  "x-kubernetes-group-version-kind": _gvk, "parameters": qp(*params), "responses": resp}
             if body:
-                o["requestBody"] = {"content": {"*/*": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+                o["requestBody"] = {"content": {"*/*": {"schema": {"$ref": f"#/components/schemas/{_name}"}}}}
             return o
         path_params = ([{"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}}]
                        if rt.namespaced else [])
@@ -1195,10 +1223,7 @@ def _openapi_doc(key: str, rts: list[tuple[ResourceType, str]]) -> dict:
 
 class _Handler(JSONHandler):
     def _dispatch(self) -> None:
-        # JSONHandler.read_body caches per handler instance, which lives for the whole keep-alive
-        # connection: reset it so each request reads (and drains) its own body.
-        self._body = None
-        body = self.read_body()
+        body = self.read_body()      # always drain the body so keep-alive stays in sync
         srv: KubeAPIServer = self.server.component
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -1216,7 +1241,7 @@ class _Handler(JSONHandler):
             code, obj, headers = res
         except ApiError as e:
             code, obj, headers = e.code, e.body(), {}
-        except Exception:  # noqa: BLE001 - a bug must answer 500, not kill the connection silently
+        except Exception:
             LOG.exception("kube: %s %s failed", self.command, url.path)
             code, obj, headers = 500, ApiError(500, "InternalError", "internal error").body(), {}
         if isinstance(obj, bytes):

@@ -141,7 +141,7 @@ def validate(schema: dict | None, v: Any, path: str = "") -> list[Cause]:
     return errs
 
 
-def _validate(s: dict | None, v: Any, path: str, errs: list[Cause]) -> None:  # noqa: C901
+def _validate(s: dict | None, v: Any, path: str, errs: list[Cause]) -> None:
     if not isinstance(s, dict):
         return
     if v is None:

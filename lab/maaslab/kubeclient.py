@@ -12,16 +12,19 @@
 
 Errors are raised as `KubeError` (`.status` = HTTP code, `.reason` from the Status body).
 A watch that the server ends with an ERROR event raises KubeError with that code (410 = Gone:
-relist). Every call opens its own connection: simple and thread-safe; the lab is small.
+relist). Plain calls reuse one keep-alive connection per thread (`KeepAlive`); a watch always
+gets its own connection.
 """
 from __future__ import annotations
 
 import http.client
 import json
 import ssl
+import threading
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,45 @@ NAMESPACES = Resource("v1", "namespaces", namespaced=False)
 CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)
 
 
+class KeepAlive:
+    """One persistent HTTP(S) connection per thread (TLS handshakes cost more than lab requests).
+
+    A request on a reused connection that the server already closed is sent again once on a new
+    connection (the request cannot have been processed: the server had hung up before it).
+    """
+
+    def __init__(self, make_conn):
+        self.make_conn = make_conn
+        self.local = threading.local()
+
+    def send(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            conn = getattr(self.local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                conn = self.local.conn = self.make_conn()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
+                    ConnectionResetError):
+                conn.close()
+                self.local.conn = None
+                if reused and attempt == 0:
+                    continue
+                raise
+            except Exception:
+                conn.close()
+                self.local.conn = None
+                raise
+            if resp.will_close:
+                conn.close()
+                self.local.conn = None
+            return resp.status, raw
+        raise AssertionError("unreachable")
+
+
 class KubeError(Exception):
     def __init__(self, status: int, body: Any = None):
         self.status = status
@@ -70,6 +112,7 @@ class KubeClient:
             if insecure:
                 self.ssl_context.check_hostname = False
                 self.ssl_context.verify_mode = ssl.CERT_NONE
+        self._pool = KeepAlive(lambda: self._conn(self.timeout))
 
     # -- transport -----------------------------------------------------------------------
     def _conn(self, timeout: float | None) -> http.client.HTTPConnection:
@@ -77,17 +120,21 @@ class KubeClient:
             return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context)
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
-    def _send(self, method: str, path: str, body: Any = None, params: dict | None = None,
-              content_type: str = "application/json", timeout: float | None = None):
-        if params:
-            path += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    def _headers(self, content_type: str | None) -> dict:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
+        if content_type:
             headers["Content-Type"] = content_type
+        return headers
+
+    def _send(self, method: str, path: str, body: Any = None, params: dict | None = None,
+              content_type: str = "application/json", timeout: float | None = None):
+        """A request on a connection of its own (watch streams); returns (conn, response)."""
+        if params:
+            path += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        headers = self._headers(content_type if body is not None else None)
+        data = None if body is None else json.dumps(body).encode()
         conn = self._conn(timeout or self.timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
@@ -99,17 +146,16 @@ class KubeClient:
     def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
                 content_type: str = "application/json") -> Any:
         """One call; returns the decoded JSON body, raises KubeError on status >= 400."""
-        conn, resp = self._send(method, path, body, params, content_type)
-        try:
-            raw = resp.read()
-        finally:
-            conn.close()
+        if params:
+            path += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        status, raw = self._pool.send(method, path, None if body is None else json.dumps(body).encode(),
+                                      self._headers(content_type if body is not None else None))
         try:
             obj = json.loads(raw) if raw else None
         except ValueError:
             obj = raw.decode(errors="replace")
-        if resp.status >= 400:
-            raise KubeError(resp.status, obj)
+        if status >= 400:
+            raise KubeError(status, obj)
         return obj
 
     # -- verbs ---------------------------------------------------------------------------

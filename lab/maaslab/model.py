@@ -30,7 +30,8 @@ import uuid
 import zlib
 from collections import Counter, defaultdict
 from http import HTTPStatus
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from .context import LabContext
@@ -305,7 +306,7 @@ class ModelHandler(JSONHandler):
                 try:
                     body = json.loads(self.read_body() or b"null")
                 except ValueError as e:
-                    raise APIError(400, f"Invalid JSON body: {e}")
+                    raise APIError(400, f"Invalid JSON body: {e}") from None
                 if not isinstance(body, dict):
                     raise APIError(400, "The request body must be a JSON object")
             result = route(body) if body is not None else route()
@@ -463,7 +464,7 @@ class ModelServer:
         try:
             return {"prompt": detokenize(ids)}
         except ValueError as e:
-            raise APIError(400, str(e))
+            raise APIError(400, str(e)) from None
 
     def _prompts(self, body) -> list[str]:
         p = body.get("prompt")
@@ -527,7 +528,7 @@ class ModelServer:
             try:
                 _content_text(m.get("content"))
             except ValueError as e:
-                raise APIError(400, str(e))
+                raise APIError(400, str(e)) from None
         return msgs
 
     def chat(self, body):
@@ -662,7 +663,8 @@ def openapi_document() -> dict[str, Any]:
             "additionalProperties": True},
         "ValidationError": {"type": "object", "title": "ValidationError", "required": ["loc", "msg", "type"],
                             "properties": {
-            "loc": {"items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}, "type": "array", "title": "Location"},
+            "loc": {"items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}, "type": "array",
+                    "title": "Location"},
             "msg": {"type": "string", "title": "Message"}, "type": {"type": "string", "title": "Error Type"}}},
         "HTTPValidationError": {"type": "object", "title": "HTTPValidationError", "properties": {
             "detail": {"items": ref("ValidationError"), "type": "array", "title": "Detail"}}},

@@ -17,6 +17,7 @@ import heapq
 import http.client
 import json
 import logging
+import os
 import re
 import socket
 import ssl
@@ -25,14 +26,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import yaml
 
 from .context import LabContext, now_iso
-from .kubeclient import SECRETS, KubeClient, KubeError, Resource
+from .kubeclient import SECRETS, KeepAlive, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab.operator")
+DEBUG_HTTP = os.environ.get("THREESCALE_DEBUG") == "1"
 
 GROUP = "capabilities.3scale.net/v1beta1"
 BACKENDS = Resource(GROUP, "backends")
@@ -79,6 +82,12 @@ class PortaClient:
         self.prefix = u.path.rstrip("/")
         self.auth = "Basic " + base64.b64encode((":" + token).encode()).decode()
         self.ssl_context, self.timeout = ssl_context, timeout
+        self.pool = KeepAlive(self._conn)
+
+    def _conn(self) -> http.client.HTTPConnection:
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def call(self, method: str, path: str, params: dict | None = None) -> Any:
         headers = {"Authorization": self.auth, "Accept": "application/json"}
@@ -88,18 +97,11 @@ class PortaClient:
         elif params is not None:
             body = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None}, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if self.https:
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
-        else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            conn.request(method, self.prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        if resp.status >= 400:
-            raise PortaError(resp.status, raw.decode(errors="replace"))
+        status, raw = self.pool.send(method, self.prefix + path, body, headers)
+        if DEBUG_HTTP:  # THREESCALE_DEBUG=1, as the real operator; never logs the token
+            LOG.info("porta %s %s -> %s", method, path.split("?")[0], status)
+        if status >= 400:
+            raise PortaError(status, raw.decode(errors="replace"))
         return json.loads(raw) if raw.strip() else None
 
     def list(self, path: str, plural: str, singular: str, paginated: bool = True) -> list[dict]:
@@ -139,6 +141,12 @@ class WorkQueue:
         self._due: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._cv = threading.Condition()
+        self.closed = False
+
+    def close(self) -> None:
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
 
     def add(self, key: str, delay: float = 0.0) -> None:
         with self._cv:
@@ -164,7 +172,7 @@ class WorkQueue:
     def get(self, timeout: float) -> str | None:
         end = time.monotonic() + timeout
         with self._cv:
-            while True:
+            while not self.closed:
                 now = time.monotonic()
                 while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
                     heapq.heappop(self._heap)  # superseded entry
@@ -178,12 +186,13 @@ class WorkQueue:
                 if wait <= 0 and now >= end:
                     return None
                 self._cv.wait(max(wait, 0.001))
+            return None
 
 
 class Controller:
     """Watch one kind in one namespace and feed a worker that calls reconcile(namespace, name)."""
 
-    def __init__(self, op: "Operator", kind: str, res: Resource, reconcile: Callable[[str, str], Any]):
+    def __init__(self, op: Operator, kind: str, res: Resource, reconcile: Callable[[str, str], Any]):
         self.op, self.kind, self.res, self.reconcile = op, kind, res, reconcile
         self.queue = WorkQueue(cap=float(op.ctx.settings.get("operator_backoff_cap", 30.0)))
         self.threads: list[threading.Thread] = []
@@ -295,9 +304,6 @@ def validate_metrics(spec: dict) -> tuple[list[str], set[str]]:
     return errs, names
 
 
-OAS_31_HINTS = ('"type": [', "'type': [")
-
-
 def check_openapi(raw: bytes) -> dict:
     """Parse + validate an OpenAPI document roughly as kin-openapi v0.94.0 (3.0.x only) would."""
     try:
@@ -312,29 +318,37 @@ def check_openapi(raw: bytes) -> dict:
     version = doc.get("openapi")
     if not isinstance(version, str) or not version:
         raise Invalid("value of openapi must be a non-empty string")
+    # 3.1 (JSON Schema 2020-12) idioms break kin-openapi's 3.0 types: first at unmarshal, then at validation
+    problem = _first_31_construct(doc)
+    if problem:
+        raise Invalid(problem)
     if not re.match(r"^3\.0\.\d+$", version):
-        if _has_type_array(doc):
-            raise Invalid("failed to unmarshal data: json error: json: cannot unmarshal array into "
-                          "Go struct field Schema.components.schemas.type of type string")
         raise Invalid(f'unsupported openapi version "{version}": only OpenAPI 3.0.x is supported')
     if not isinstance(doc.get("info"), dict):
         raise Invalid("value of info must be an object")
     if not isinstance(doc.get("paths"), dict):
         raise Invalid("value of paths must be an object")
-    if _has_type_array(doc):
-        raise Invalid("failed to unmarshal data: json error: json: cannot unmarshal array into "
-                      "Go struct field Schema.components.schemas.type of type string")
     return doc
 
 
-def _has_type_array(node: Any) -> bool:
-    if isinstance(node, dict):
-        if isinstance(node.get("type"), list):
-            return True
-        return any(_has_type_array(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_has_type_array(v) for v in node)
-    return False
+def _first_31_construct(node: Any, path: str = "") -> str | None:
+    unmarshal = "failed to unmarshal data: json error: json: cannot unmarshal {} into Go struct field Schema{} of type {}"
+    stack = [(node, path)]
+    null_type = None
+    while stack:
+        n, p = stack.pop(0)
+        if isinstance(n, dict):
+            if isinstance(n.get("type"), list):
+                return unmarshal.format("array", ".type", "string")
+            for k in ("exclusiveMinimum", "exclusiveMaximum"):
+                if isinstance(n.get(k), (int, float)) and not isinstance(n.get(k), bool):
+                    return unmarshal.format("number", "." + k, "bool")
+            if n.get("type") == "null" and null_type is None:
+                null_type = f'invalid components: schema "{p or "/"}": unsupported \'type\' value "null"'
+            stack += [(v, f"{p}/{k}") for k, v in n.items()]
+        elif isinstance(n, list):
+            stack += [(v, f"{p}/{i}") for i, v in enumerate(n)]
+    return null_type
 
 
 class Provider:
@@ -355,6 +369,8 @@ class Operator:
         self.namespace = ctx.settings.get("namespace", "3scale")
         self.kube: KubeClient | None = None
         self.controllers: list[Controller] = []
+        self._clients: dict[tuple, PortaClient] = {}
+        self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -372,6 +388,8 @@ class Operator:
 
     def stop(self) -> None:
         self.ctx.stopping.set()
+        for c in self.controllers:
+            c.queue.close()
         for c in self.controllers:
             for t in c.threads:
                 if t.name.endswith("worker"):
@@ -417,12 +435,20 @@ class Operator:
                 raise ProviderLookupError("LookupProviderAccount: APIManager spec.tenantName is nil")
             seed = self._secret_data(ns, "system-seed") or {}
             if not seed.get("ADMIN_ACCESS_TOKEN"):
-                raise ProviderLookupError("LookupProviderAccount: Secret field 'ADMIN_ACCESS_TOKEN' is required in secret 'system-seed'")
-            return Provider(f"https://{spec['tenantName']}-admin.{spec.get('wildcardDomain', '')}", seed["ADMIN_ACCESS_TOKEN"])
+                raise ProviderLookupError(
+                    "LookupProviderAccount: Secret field 'ADMIN_ACCESS_TOKEN' is required in secret 'system-seed'")
+            admin_url = f"https://{spec['tenantName']}-admin.{spec.get('wildcardDomain', '')}"  # always https, no port
+            return Provider(admin_url, seed["ADMIN_ACCESS_TOKEN"])
         raise ProviderLookupError("LookupProviderAccount: no provider account found")
 
     def porta(self, provider: Provider, obj: dict) -> PortaClient:
+        """A client per (tenant, token, TLS mode), kept so its keep-alive connections are reused."""
         insecure = ((obj.get("metadata") or {}).get("annotations") or {}).get("insecure_skip_verify") == "true"
+        key = (provider.admin_url, provider.token, insecure)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is not None:
+            return client
         if insecure:
             ctx = ssl.create_default_context()
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
@@ -430,7 +456,9 @@ class Operator:
             ctx = ssl.create_default_context()
             if self.ctx.tls:
                 ctx.load_verify_locations(cafile=str(self.ctx.tls.ca_cert))
-        return PortaClient(provider.admin_url, provider.token, ctx)
+        client = PortaClient(provider.admin_url, provider.token, ctx)
+        with self._lock:
+            return self._clients.setdefault(key, client)
 
     def _check_fault(self, kind: str, obj: dict) -> None:
         md = obj["metadata"]
@@ -544,8 +572,7 @@ class Operator:
         return ids
 
     @staticmethod
-    def _sync_rules(porta: PortaClient, coll: str, item: str, rules: list[dict], ids: dict[str, int],
-                    update_verb: str = "PUT") -> None:
+    def _sync_rules(porta: PortaClient, coll: str, item: str, rules: list[dict], ids: dict[str, int]) -> None:
         existing = porta.list(coll, "mapping_rules", "mapping_rule")
         desired = [(r["httpMethod"], r["pattern"], ids[r["metricMethodRef"]], int(r.get("increment", 1)),
                     bool(r.get("last"))) for r in rules]

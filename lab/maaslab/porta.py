@@ -209,9 +209,9 @@ class Porta:
         for srv in self.servers:
             srv.server_close()
         self.servers = []
-        if self.store:
-            self.store.close()
-            self.store = None
+        store, self.store = self.store, None
+        if store:
+            store.close()
 
     @property
     def base(self) -> str:
@@ -806,16 +806,19 @@ class Porta:
                     break
             else:
                 raise not_found()
-            with self.store.lock:
-                self.store.begin()
+            store = self.store
+            if store is None:  # stopping: a kept-alive connection outlived the listener
+                raise Reply(503, UNAVAILABLE_503, "text/html", {"Connection": "close"})
+            with store.lock:
+                store.begin()
                 try:
                     result = fn(self, req, **m.groupdict())
-                    self.store.commit()
+                    store.commit()
                 except Reply as r:
-                    (self.store.commit if r.status < 400 else self.store.rollback)()
+                    (store.commit if r.status < 400 else store.rollback)()
                     raise
                 except BaseException:
-                    self.store.rollback()
+                    store.rollback()
                     raise
             raise result if isinstance(result, Reply) else Reply(200, result)
         except Reply as r:
@@ -858,13 +861,16 @@ class Porta:
         with self.stats_lock:
             self.backend_stats[kind] += 1
         q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        with self.store.lock:
-            self.store.begin()
+        store = self.store
+        if store is None:
+            return h.send_bytes(503, b"", None, {"Connection": "close"})
+        with store.lock:
+            store.begin()
             try:
                 status, xml = self.authrep(q, report=kind == "authrep")
-                self.store.commit()
+                store.commit()
             except BaseException:
-                self.store.rollback()
+                store.rollback()
                 raise
         h.send_bytes(status, ('<?xml version="1.0" encoding="UTF-8"?>' + xml).encode(),
                      "application/vnd.3scale-v2.0+xml")
@@ -1843,9 +1849,13 @@ def config_promote(api: Porta, req: Req, sid, env, version):
 @route("GET", A + "/account/proxy_configs/(?P<env>[^/]+)")
 def account_configs(api: Porta, req: Req, env):
     env = need_env(env)
+    latest: dict[int, dict] = {}
+    for c in api.store.all("proxy_config", environment=env):  # one scan: APIcast staging asks per request
+        if c["version"] >= latest.get(c["service_id"], {"version": 0})["version"]:
+            latest[c["service_id"]] = c
     out = []
     for s in api.services():
-        c = api.latest_config(s["id"], env)
+        c = latest.get(s["id"])
         if c is None:
             continue
         if req.get("version") and str(c["version"]) != str(req.get("version")):

@@ -90,7 +90,8 @@ def test_short_answer_stops_and_long_prompt_differs(url):
     assert choice["finish_reason"] == "stop"
     assert 0 < r["usage"]["completion_tokens"] < 200
     assert r["usage"]["completion_tokens"] == tokens(url, choice["text"], TINY)["count"]
-    assert choice["text"] != requests.post(f"{url}/v1/completions", json=WORKSHOP, timeout=5).json()["choices"][0]["text"]
+    workshop = requests.post(f"{url}/v1/completions", json=WORKSHOP, timeout=5).json()
+    assert choice["text"] != workshop["choices"][0]["text"]
 
 
 def test_sampling_seed_is_reproducible_and_stop_strings(url):
@@ -158,7 +159,7 @@ def test_stream_is_incremental(server, url):
             arrivals = [time.monotonic() - t0 for line in r.iter_lines() if line]
     finally:
         server.ctx.settings["model_token_delay"] = 0.0
-    assert arrivals[0] < 0.3 and arrivals[-1] >= 14 * 0.05  # first token long before the last
+    assert arrivals[-1] - arrivals[0] >= 14 * 0.05 * 0.8  # spread over the generation, not one burst
 
 
 def test_embeddings(url):
@@ -169,7 +170,7 @@ def test_embeddings(url):
     vecs = [d["embedding"] for d in body["data"]]
     assert all(len(v) == len(vecs[0]) > 0 for v in vecs)
     assert all(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-9 for v in vecs)
-    cos = [sum(a * b for a, b in zip(vecs[0], v)) for v in vecs[1:]]
+    cos = [sum(a * b for a, b in zip(vecs[0], v, strict=True)) for v in vecs[1:]]
     assert cos[0] > cos[1]  # related texts are closer
     assert body["usage"]["prompt_tokens"] == sum(tokens(url, t)["count"] for t in req["input"])
     again = requests.post(f"{url}/v1/embeddings", json={**req, "encoding_format": "base64"}, timeout=5).json()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import requests
 import yaml
 
 from conftest import start_lab, stop_lab
+from maaslab.operator import WorkQueue
 
 DATA = Path(__file__).parent / "data"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
@@ -77,6 +79,16 @@ def cond(obj: dict, ctype: str) -> dict:
 
 def synced_current(obj: dict, ready: str = "Synced") -> bool:
     return cond(obj, ready)["status"] == "True" and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+def poll(predicate, timeout: float = 30.0):
+    """Poll a condition with a deadline (for states kubectl wait cannot express)."""
+    deadline, delay = time.monotonic() + timeout, 0.02
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    return result
 
 
 def backend(name: str, url: str = "https://model.example.com", **spec) -> dict:
@@ -165,6 +177,20 @@ def test_api_server_rejects_bad_private_base_url(oplab):
     assert "privateBaseURL" in p.stderr
 
 
+def test_provider_account_ref_lookup_error_writes_no_status(oplab):
+    oplab.apply(backend("be-ref", providerAccountRef={"name": "tenant-b"}))
+    # the finalizer is added before the lookup; a failing lookup then leaves status empty
+    obj = poll(lambda: "finalizers" in (o := oplab.get("backend/be-ref"))["metadata"] and o)
+    assert "status" not in obj or not obj["status"]
+    # a trailing slash makes it "another tenant" for the operator (plain string comparison)
+    oplab.apply(secret("tenant-b", {"adminURL": oplab.porta_url + "/", "token": oplab.token}))
+    obj = oplab.wait("backend/be-ref", "Synced")
+    assert synced_current(obj) and obj["status"]["providerAccountHost"] == oplab.porta_url.split("//")[1]
+    oplab.apply(product("pr-other-tenant", "beref"))
+    obj = oplab.wait("product/pr-other-tenant", "Orphan")
+    assert "beref" in cond(obj, "Orphan")["message"]
+
+
 # ----------------------------------------------------------------------------------- Product
 def test_product_orphan_until_backend_synced(oplab):
     oplab.apply(backend("later-be", systemName="laterbe"))
@@ -201,6 +227,44 @@ def test_workshop_product_synced_into_porta(oplab):
     be = oplab.get("backend/tinyllama")
     usages = oplab.porta_list(f"/admin/api/services/{pid}/backend_usages.json", "backend_usages", "backend_usage")
     assert [(u["backend_id"], u["path"]) for u in usages] == [(be["status"]["backendId"], "/")]
+
+
+def test_plans_limits_pricing_and_backend_items_are_authoritative(oplab):
+    oplab.apply(backend("be-full", metrics={"tokens": {"friendlyName": "Tokens", "unit": "token"}},
+                        methods={"chat": {"friendlyName": "Chat"}},
+                        mappingRules=[{"httpMethod": "POST", "pattern": "/v1/chat/completions",
+                                       "metricMethodRef": "chat", "increment": 1}]))
+    be = oplab.wait("backend/be-full", "Synced")
+    bid = be["status"]["backendId"]
+    plans = {"basic": {"name": "Basic", "published": True, "costMonth": "10.00", "setupFee": "1.50", "trialPeriod": 3,
+                       "limits": [{"period": "day", "value": 100, "metricMethodRef": {"systemName": "hits"}},
+                                  {"period": "hour", "value": 5,
+                                   "metricMethodRef": {"systemName": "tokens", "backend": "befull"}}],
+                       "pricingRules": [{"from": 1, "to": 100, "pricePerUnit": "0.01",
+                                         "metricMethodRef": {"systemName": "hits"}}]}}
+    oplab.apply(product("pr-full", "befull", applicationPlans=plans))
+    pid = oplab.wait("product/pr-full", "Synced")["status"]["productId"]
+    plan = oplab.porta_list(f"/admin/api/services/{pid}/application_plans.json", "plans", "application_plan")[0]
+    assert (plan["system_name"], plan["state"], float(plan["cost_per_month"]), float(plan["setup_fee"]),
+            plan["trial_period_days"]) == ("basic", "published", 10.0, 1.5, 3)
+    limits = oplab.porta_list(f"/admin/api/application_plans/{plan['id']}/limits.json", "limits", "limit")
+    assert sorted((lim["period"], lim["value"]) for lim in limits) == [("day", 100), ("hour", 5)]
+    rules = oplab.porta_list(f"/admin/api/application_plans/{plan['id']}/pricing_rules.json", "pricing_rules",
+                             "pricing_rule")
+    assert [(r["min"], r["max"], float(r["cost_per_unit"])) for r in rules] == [(1, 100, 0.01)]
+    backend_rules = oplab.porta_list(f"/admin/api/backend_apis/{bid}/mapping_rules.json", "mapping_rules", "mapping_rule")
+    assert [(r["http_method"], r["pattern"]) for r in backend_rules] == [("POST", "/v1/chat/completions")]
+    # the CR is authoritative: dropping a limit and a backend method removes them in porta
+    plans["basic"]["limits"] = plans["basic"]["limits"][:1]
+    oplab.kubectl("patch", "product/pr-full", "--type=merge", "-p", json.dumps({"spec": {"applicationPlans": plans}}))
+    poll(lambda: len(oplab.porta_list(f"/admin/api/application_plans/{plan['id']}/limits.json", "limits", "limit")) == 1)
+    oplab.kubectl("patch", "backend/be-full", "--type=merge", "-p",
+                  '{"spec":{"methods":null,"mappingRules":null}}')
+    poll(lambda: synced_current(oplab.get("backend/be-full")))
+    names = {m["system_name"].split(".")[0] for m in oplab.porta_list(
+        f"/admin/api/backend_apis/{bid}/metrics.json", "metrics", "metric")}
+    assert names == {"hits", "tokens"}
+    assert oplab.porta_list(f"/admin/api/backend_apis/{bid}/mapping_rules.json", "mapping_rules", "mapping_rule") == []
 
 
 def test_product_invalid_spec(oplab):
@@ -245,6 +309,21 @@ def test_activedoc_non_openapi30_is_invalid(oplab, name, doc, expect):
     assert expect in cond(obj, "Invalid")["message"]
 
 
+def test_activedoc_url_is_fetched_by_the_operator(oplab):
+    # the model server's own /openapi.json is OpenAPI 3.1 (FastAPI): rejected like kin-openapi does
+    oplab.apply(activedoc("ad-vllm", {"url": oplab.info["urls"]["model"] + "/openapi.json"}))
+    msg = cond(oplab.wait("activedoc/ad-vllm", "Invalid"), "Invalid")["message"]
+    assert msg.startswith("failed to unmarshal data: json error: json: cannot unmarshal")
+    # nothing listens there: the fetch error is reported, no retry loop needed to see it
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    oplab.apply(activedoc("ad-refused", {"url": f"http://127.0.0.1:{port}/openapi.json"}))
+    msg = cond(oplab.wait("activedoc/ad-refused", "Invalid"), "Invalid")["message"]
+    assert msg == f'Get "http://127.0.0.1:{port}/openapi.json": dial tcp 127.0.0.1:{port}: connect: connection refused'
+
+
 def test_activedoc_secret_with_two_keys_is_invalid(oplab):
     oplab.apply(secret("ad-two", {"a.json": json.dumps(OAS30), "b.json": json.dumps(OAS30)}))
     oplab.apply(activedoc("ad-two", {"secretRef": {"name": "ad-two"}}))
@@ -275,6 +354,27 @@ def test_activedoc_ready_bound_to_product_and_kept_on_delete(oplab):
     assert doc_id in {d["id"] for d in oplab.porta_list("/admin/api/active_docs.json", "api_docs", "api_doc")}
 
 
+def test_existing_3scale_objects_are_adopted_by_system_name(oplab):
+    r = oplab.porta("POST", "/admin/api/backend_apis.json",
+                    data={"name": "Made by hand", "system_name": "handmade", "private_endpoint": "https://h.example.com"})
+    assert r.status_code == 201, r.text
+    bid = r.json()["backend_api"]["id"]
+    r = oplab.porta("POST", "/admin/api/active_docs.json",
+                    data={"name": "hand doc", "system_name": "handdoc", "body": json.dumps(OAS30)})
+    assert r.status_code == 201, r.text
+    doc_id = r.json()["api_doc"]["id"]
+    oplab.apply(backend("handmade", url="https://h2.example.com", description="now managed"))
+    obj = oplab.wait("backend/handmade", "Synced")
+    assert obj["status"]["backendId"] == bid
+    remote = oplab.porta("GET", f"/admin/api/backend_apis/{bid}.json").json()["backend_api"]
+    assert remote["name"] == "handmade" and remote["private_endpoint"].startswith("https://h2.example.com")
+    oplab.apply(secret("handdoc", {"doc.json": json.dumps({**OAS30, "info": {"title": "v2", "version": "2"}})}))
+    oplab.apply(activedoc("handdoc", {"secretRef": {"name": "handdoc"}}))
+    assert oplab.wait("activedoc/handdoc", "Ready")["status"]["activeDocId"] == doc_id
+    remote = oplab.porta("GET", f"/admin/api/active_docs/{doc_id}.json").json()["api_doc"]
+    assert json.loads(remote["body"])["info"]["title"] == "v2"
+
+
 # ----------------------------------------------------------------------------------- ProxyConfigPromote
 def test_workshop_pcp_promotes_to_production(oplab):
     oplab.wait("product/tinyllama", "Synced")
@@ -302,12 +402,8 @@ def test_pcp_staging_then_delete_cr(oplab):
     # a product change → a new staging version; staging PCP Ready, then a second one finds no change
     oplab.kubectl("patch", "product/tinyllama", "--type=merge", "-p", json.dumps({"spec": {"mappingRules": [
         {"httpMethod": "POST", "pattern": "/v1/completions", "metricMethodRef": "completions", "increment": 1}]}}))
-    obj = oplab.get("product/tinyllama")
-    deadline = time.monotonic() + 30
-    while not synced_current(obj):  # poll: the condition stays True while the new generation syncs
-        assert time.monotonic() < deadline, obj["status"]
-        time.sleep(0.05)
-        obj = oplab.get("product/tinyllama")
+    # Synced stays True while the new generation syncs: wait for observedGeneration too
+    obj = poll(lambda: synced_current(o := oplab.get("product/tinyllama")) and o)
     pid = obj["status"]["productId"]
     prod_before = oplab.porta("GET", f"/admin/api/services/{pid}/proxy/configs/production/latest.json").json()
     oplab.apply(pcp("tiny-stage", "tinyllama"))
@@ -355,12 +451,26 @@ def test_product_cr_delete_removes_porta_service_and_backend_delete_cleans_up(op
     assert oplab.porta("GET", f"/admin/api/backend_apis/{bid}.json").status_code == 404
 
 
+# ----------------------------------------------------------------------------------- work queue
+def test_work_queue_backoff_doubles_from_5ms_to_the_cap():
+    q = WorkQueue(cap=0.04)
+    assert [q.add_rate_limited("a") for _ in range(6)] == [0.005, 0.01, 0.02, 0.04, 0.04, 0.04]
+    q.forget("a")
+    assert q.add_rate_limited("a") == 0.005
+    q.add("b")  # immediate; "a" is due later, so "b" comes first and each key once
+    assert q.get(timeout=1) == "b"
+    assert q.get(timeout=1) == "a"
+    assert q.get(timeout=0.01) is None
+
+
 # ----------------------------------------------------------------------------------- restart, upstream CRDs
 def test_restart_keeps_objects_and_status(oplab):
     before = {r: oplab.get(r) for r in ("backend/tinyllama", "product/tinyllama")}
+    urls = dict(oplab.info["urls"])
     d = Path(oplab.info["dir"])
     stop_lab(d)
     oplab.info = start_lab(d)
+    assert oplab.info["urls"] == urls  # same ports: the provider Secret's adminURL stays valid
     for ref, old in before.items():
         new = oplab.wait(ref, "Synced")
         assert new["metadata"]["uid"] == old["metadata"]["uid"]
@@ -368,6 +478,11 @@ def test_restart_keeps_objects_and_status(oplab):
         assert synced_current(new)
     assert oplab.get("product/tinyllama")["status"]["productId"] == before["product/tinyllama"]["status"]["productId"]
     assert oplab.service("tinyllama")["id"] == before["product/tinyllama"]["status"]["productId"]
+    # the restarted operator still syncs: a spec change reaches porta
+    oplab.kubectl("patch", "backend/tinyllama", "--type=merge", "-p", '{"spec":{"description":"after restart"}}')
+    bid = before["backend/tinyllama"]["status"]["backendId"]
+    poll(lambda: synced_current(oplab.get("backend/tinyllama")) and oplab.porta(
+        "GET", f"/admin/api/backend_apis/{bid}.json").json()["backend_api"].get("description") == "after restart")
 
 
 def test_upstream_crds_behave_the_same(tmp_path):

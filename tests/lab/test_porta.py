@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -453,6 +454,14 @@ def test_service_plans_subscriptions_contracts_buy(lab):
     assert lab.post(f"/admin/api/accounts/{aid}/service_plans/{other_sp['id']}/buy.json").status_code == 422
     mine = lab.ok("GET", f"/admin/api/accounts/{aid}/service_plans.json")["plans"]
     assert [p["service_plan"]["id"] for p in mine] == [other_sp["id"]]
+    # a service plan that requires approval gives a pending subscription until approved
+    sid3 = new_product(lab, "Subs3")["id"]
+    gated = lab.ok("POST", f"/admin/api/services/{sid3}/service_plans.json", 201,
+                   data={"name": "Gated", "approval_required": "true"})["service_plan"]
+    pending = lab.ok("POST", base + ".json", 201, data={"plan_id": gated["id"]})["service_subscription"]
+    assert pending["state"] == "pending" and "accepted_at" not in pending
+    approved = lab.ok("PUT", f"{base}/{pending['id']}/approve.json")["service_subscription"]
+    assert approved["state"] == "live" and "accepted_at" in approved
     contract = lab.ok("GET", f"/admin/api/accounts/{aid}/service_contracts.json")["service_contracts"][0]
     assert lab.delete(f"/admin/api/accounts/{aid}/service_contracts/"
                       f"{contract['service_contract']['id']}.json").status_code == 200
@@ -647,9 +656,9 @@ def test_restart_keeps_everything(tmp_path):
         lab.stop()
     again = Lab(tmp_path, ports=ports, settings=settings)
     try:
-        assert again.url == lab.url  # same port when still free, like `down`/`up`
+        # links carry the admin URL; its port is reused only when still free (ctx.port), so compare without it
         after = {p: again.ok("GET", p) for p in before}
-        assert after == before
+        assert json.dumps(after).replace(again.url, "URL") == json.dumps(before).replace(lab.url, "URL")
         new_app = again.ok("POST", f"/admin/api/accounts/{aid}/applications.json", 201,
                            data={"plan_id": plan["id"]})["application"]
         assert new_app["id"] > app["id"]
@@ -670,21 +679,28 @@ def test_fault_injection_and_request_counters(fresh):
     s = stats()
     assert s["requests"] == 3
     assert s["by_method_path"] == {"GET /admin/api/accounts.json": 2, "GET /admin/api/services.json": 1}
-    faults = lab.ctx.dir / "faults.json"
-    faults.write_text(json.dumps({"porta": {"error_rate": 1.0, "path_regex": "^/admin/api/accounts"}}))
+    path = lab.ctx.dir / "faults.json"
+    stamp = [time.time_ns()]
+
+    def set_faults(obj: dict) -> None:
+        # Faults reloads on a new mtime; force a distinct one even on coarse-timestamp filesystems
+        path.write_text(json.dumps(obj))
+        stamp[0] += 10_000_000
+        os.utime(path, ns=(stamp[0], stamp[0]))
+    set_faults({"porta": {"error_rate": 1.0, "path_regex": "^/admin/api/accounts"}})
     r = lab.get("/admin/api/accounts.json")
     assert r.status_code == 503 and b"503 Service Unavailable" in r.content
     assert lab.get("/admin/api/services.json").status_code == 200
-    faults.write_text(json.dumps({"porta": {"error_rate": 1.0, "error_status": 500}}))
+    set_faults({"porta": {"error_rate": 1.0, "error_status": 500}})
     assert lab.get("/admin/api/services.json").status_code == 500
-    faults.write_text(json.dumps({"porta": {"drop_rate": 1.0}}))
+    set_faults({"porta": {"drop_rate": 1.0}})
     with pytest.raises(requests.ConnectionError):
         requests.get(lab.url + "/admin/api/services.json", verify=lab.ca, auth=("", lab.token), timeout=10)
-    faults.write_text(json.dumps({"porta": {"delay": 0.3}}))
+    set_faults({"porta": {"delay": 0.3}})
     t0 = time.monotonic()
     lab.ok("GET", "/admin/api/services.json")
     assert time.monotonic() - t0 >= 0.3
-    faults.write_text("{}")
+    set_faults({})
     lab.ok("GET", "/admin/api/services.json")
     s = stats()
     assert s["faults"] == {"errors": 2, "drops": 1, "delays": 1}
