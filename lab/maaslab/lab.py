@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .context import Faults, LabContext, ensure_tls
+from .kubeclient import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab")
 PACKAGE_CRDS = Path(__file__).parent / "crds"
@@ -127,9 +128,9 @@ class Lab:
         self.components.clear()
 
     # -- kube seeding over HTTP (same path as any client) ------------------------------------
-    def _kube(self) -> "_Seeder":
-        return _Seeder(self.ctx.urls["kube"], self.ctx.secret("kube_admin_token"),
-                       None if self.ctx.settings.get("plain_http") else self.ctx.client_ssl_context())
+    def _kube(self) -> KubeClient:
+        return KubeClient(self.ctx.urls["kube"], self.ctx.secret("kube_admin_token"),
+                          ca_file=None if self.ctx.settings.get("plain_http") else str(self.ctx.tls.ca_cert))
 
     def _crd_files(self) -> list[dict[str, Any]]:
         crd_dir = Path(self.ctx.settings.get("crd_dir") or PACKAGE_CRDS)
@@ -145,32 +146,35 @@ class Lab:
     def _seed_kube(self) -> None:
         kube = self._kube()
         ns = self.ctx.settings["namespace"]
-        for crd in self._crd_files():
-            kube.ensure(crd)
-        for crd in self._crd_files():
-            kube.wait_for(crd, lambda o: any(c.get("type") == "Established" and c.get("status") == "True"
-                                             for c in (o.get("status") or {}).get("conditions") or []), timeout=10)
-        kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        crds = self._crd_files()
+        for crd in crds:
+            _create_if_absent(kube, CRDS, crd)
+        for crd in crds:
+            _wait_for(kube, CRDS, None, crd["metadata"]["name"], _has_condition("Established"), timeout=10)
+        _create_if_absent(kube, NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         token = self.ctx.secret("porta_token")
-        kube.ensure(_secret(ns, "system-seed", {
+        _create_if_absent(kube, SECRETS, _secret(ns, "system-seed", {
             "ADMIN_USER": "admin", "ADMIN_PASSWORD": self.ctx.secret("admin_password", 8),
             "ADMIN_ACCESS_TOKEN": token, "ADMIN_EMAIL": "admin@example.com",
             "MASTER_USER": "master", "MASTER_PASSWORD": self.ctx.secret("master_password", 8),
             "MASTER_ACCESS_TOKEN": self.ctx.secret("master_token"), "TENANT_NAME": self.ctx.settings["tenant"]}))
-        kube.ensure(_secret(ns, "threescale-provider-account", {"adminURL": self.ctx.urls["porta"], "token": token}))
+        # Rewritten on every start: porta's URL is the tenant identity every CR is compared by.
+        account = _secret(ns, "threescale-provider-account", {"adminURL": self.ctx.urls["porta"], "token": token})
+        if not _create_if_absent(kube, SECRETS, account):
+            current = kube.get(SECRETS, ns, "threescale-provider-account")
+            if current.get("data") != account["data"]:
+                current["data"] = account["data"]
+                kube.update(SECRETS, current)
 
     def _seed_granite(self) -> None:
         kube = self._kube()
         ns = self.ctx.settings["namespace"]
         objs = _granite_manifests(ns, self.ctx.urls["model"])
         for obj in objs:
-            kube.ensure(obj)
+            _create_if_absent(kube, Resource(obj["apiVersion"], obj["kind"].lower() + "s"), obj)
         pcp = objs[-1]
-
-        def promoted(o):
-            return any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in (o.get("status") or {}).get("conditions") or [])
-        kube.wait_for(pcp, promoted, timeout=60)
+        _wait_for(kube, Resource(pcp["apiVersion"], "proxyconfigpromotes"), ns, pcp["metadata"]["name"],
+                  _has_condition("Ready"), timeout=60)
 
     # -- files -------------------------------------------------------------------------------
     def _load_json(self) -> dict[str, Any]:
@@ -210,48 +214,34 @@ class Lab:
             "credentials": ctx.settings.get("credentials", {}), "startup_seconds": self.timings}, indent=2))
 
 
-class _Seeder:
-    """The few Kubernetes API calls seeding needs: create-if-absent and wait for a predicate."""
+def _create_if_absent(kube: KubeClient, res: Resource, obj: dict[str, Any]) -> bool:
+    try:
+        kube.create(res, obj)
+        return True
+    except KubeError as err:
+        if err.status == 409:
+            return False
+        raise
 
-    def __init__(self, base: str, token: str, ssl_context):
-        self.base, self.token, self.ssl = base, token, ssl_context
 
-    @staticmethod
-    def path(obj: dict[str, Any]) -> str:
-        api, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
-        prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
-        ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
-        return f"{prefix}{ns}/{kind.lower()}s"  # every kind seeded here has a regular plural
+def _has_condition(ctype: str):
+    return lambda o: any(c.get("type") == ctype and c.get("status") == "True"
+                         for c in (o.get("status") or {}).get("conditions") or [])
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        import urllib.error
-        import urllib.request
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json", "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, context=self.ssl, timeout=10) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
 
-    def ensure(self, obj: dict[str, Any]) -> None:
-        status, body = self.request("POST", self.path(obj), obj)
-        if status not in (200, 201, 409):
-            raise RuntimeError(f"seeding {obj['kind']}/{obj['metadata']['name']} failed: {status} {body}")
-
-    def wait_for(self, obj: dict[str, Any], predicate, timeout: float) -> dict[str, Any]:
-        path = f"{self.path(obj)}/{obj['metadata']['name']}"
-        deadline, delay = time.monotonic() + timeout, 0.01
-        while True:
-            status, body = self.request("GET", path)
-            if status == 200 and predicate(body):
-                return body
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{obj['kind']}/{obj['metadata']['name']} not ready after {timeout}s: {body}")
-            time.sleep(delay)  # polling a condition with a deadline; backoff keeps it cheap
-            delay = min(delay * 2, 0.2)
+def _wait_for(kube: KubeClient, res: Resource, ns: str | None, name: str, predicate, timeout: float) -> dict:
+    """Watch the object until `predicate` holds (no polling); fail with its last state."""
+    deadline = time.monotonic() + timeout
+    obj = kube.get(res, ns, name)
+    if obj and predicate(obj):
+        return obj
+    rv = obj["metadata"]["resourceVersion"] if obj else None
+    while (left := deadline - time.monotonic()) > 0:
+        for _etype, obj in kube.watch(res, ns, resource_version=rv, timeout_seconds=max(1, int(left)),
+                                      field_selector=f"metadata.name={name}"):
+            if predicate(obj):
+                return obj
+    raise RuntimeError(f"{res.plural}/{name} not ready after {timeout}s: {(obj or {}).get('status')}")
 
 
 def _secret(ns: str, name: str, data: dict[str, str]) -> dict[str, Any]:
