@@ -3,7 +3,7 @@
 # real playbook, and show what the production gateway answered. Keys are never printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LAB_DIR=${1:-.lab}
+LAB_DIR=$(realpath -m "${1:-.lab}")
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.venv/collections"
 t0=$(date +%s.%N)
@@ -12,7 +12,7 @@ python -m maaslab up --dir "$LAB_DIR"
 source "$LAB_DIR/lab.env"
 report="$LAB_DIR/demo-report.json"
 rm -f "$report"
-ansible-playbook -i inventories/lab playbooks/onboard_model.yml -e "maas_report_file=$PWD/$report"
+ansible-playbook -i inventories/lab playbooks/onboard_model.yml -e "maas_report_file=$report"
 t1=$(date +%s.%N)
 python - "$report" <<'PY'
 import json, sys
