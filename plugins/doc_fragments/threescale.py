@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the maas.threescale collection
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 
@@ -37,6 +39,7 @@ options:
   ca_path:
     description:
       - PEM file with the CA certificate(s) used to verify O(admin_url) (for example the cluster ingress CA).
+      - When set, only these CAs are trusted, not the system trust store.
       - If not set, the value of the E(THREESCALE_CA_BUNDLE) environment variable is used.
     type: path
   request_timeout:

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the maas.threescale collection
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 
@@ -19,7 +21,7 @@ description:
   - Unlike C(kubernetes.core.k8s) this lookup fails (instead of returning nothing) when the Secret
     or the key is missing, and says which.
 author:
-  - Contributors to the maas.threescale collection
+  - Models-as-a-Service automation maintainers (@maas-threescale)
 requirements:
   - kubernetes (Python) >= 24.2.0
   - the kubernetes.core collection

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the maas.threescale collection
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
 
 """Small client for the 3scale Account Management (admin) REST API ("porta").
 
@@ -128,6 +130,13 @@ class ThreescaleClient(object):
                 text = text.replace(form, REDACTED)
         return text
 
+    def redact_obj(self, obj):
+        if isinstance(obj, dict):
+            return dict((self.redact(k), self.redact_obj(v)) for k, v in obj.items())
+        if isinstance(obj, list):
+            return [self.redact_obj(v) for v in obj]
+        return self.redact(obj) if isinstance(obj, (str, bytes)) else obj
+
     def _delay(self, attempt, retry_after=None):
         delay = min(30.0, self.backoff * (2 ** attempt))
         try:
@@ -167,7 +176,12 @@ class ThreescaleClient(object):
                 resp = self._http.open(method, url, data=body, headers=headers, validate_certs=self.validate_certs,
                                        timeout=self.timeout, context=self._tls_context())
                 raw = resp.read()
-                return json.loads(raw) if raw and raw.strip() else None
+                try:
+                    return json.loads(raw) if raw and raw.strip() else None
+                except ValueError:
+                    raise ThreescaleError("%s %s answered with something that is not JSON; is admin_url the tenant "
+                                          "admin portal (https://<tenant>-admin.<domain>)?" % (method, path),
+                                          method=method, path=self.redact(path), status=resp.getcode())
             except HTTPError as exc:
                 raw = exc.read() if hasattr(exc, "read") else b""
                 try:
@@ -182,7 +196,7 @@ class ThreescaleClient(object):
                 failure = ThreescaleError(self.redact("%s %s failed with HTTP %s: %s" % (
                     method, path, exc.code, error_summary(err_body) or exc.reason)),
                     method=method, path=self.redact(path), status=exc.code,
-                    body=json.loads(self.redact(json.dumps(err_body))) if err_body is not None else None)
+                    body=self.redact_obj(err_body))
             except ThreescaleError:
                 raise
             except (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError) as exc:

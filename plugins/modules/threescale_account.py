@@ -1,7 +1,9 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the maas.threescale collection
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 
@@ -21,7 +23,7 @@ description:
   - Many accounts can be handled in one task with O(accounts). Every entry is checked and every
     account looked up before the first write, so a bad entry fails the task with nothing changed.
 author:
-  - Contributors to the maas.threescale collection
+  - Models-as-a-Service automation maintainers (@maas-threescale)
 options:
   username:
     description:

@@ -2,9 +2,12 @@
 modules in-process against a small scripted or stateful admin API on 127.0.0.1 (no network)."""
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import shutil
 import sys
+import tempfile
 import threading
 from contextlib import redirect_stdout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +29,9 @@ def _make_importable(tmp_root: Path) -> None:
         sys.path.insert(0, str(tmp_root))
 
 
-_ROOT = Path(__import__("tempfile").mkdtemp(prefix="maas-unit-"))
+_ROOT = Path(tempfile.mkdtemp(prefix="maas-unit-"))
 _make_importable(_ROOT)
+atexit.register(shutil.rmtree, _ROOT, True)  # removes the symlink only, never what it points to
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -63,10 +67,16 @@ class Recorder(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients that time out or hang up on purpose are part of the tests
+
+
 class FakeServer:
     def __init__(self, app):
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer(("127.0.0.1", 0), Recorder)
         self.httpd.app = app
         self.httpd.log = []
         self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]

@@ -36,19 +36,18 @@ def assert_no_token(*texts):
 
 def test_token_is_basic_password_and_never_in_url(serve):
     srv = serve(script((200, {"account": {"id": 1}})))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     assert c.get("/provider.json") == {"account": {"id": 1}}
     req = srv.log[0]
     assert req["url"] == "/admin/api/provider.json"
     import base64
-    user, _, password = base64.b64decode(req["headers"]["Authorization"].split()[1]).decode().partition(":")
-    assert (user, password) == ("", TOKEN)
+    assert base64.b64decode(req["headers"]["Authorization"].split()[1]).decode() == ":" + TOKEN
     assert_no_token(req["url"])
 
 
 def test_form_body_and_query(serve):
     srv = serve(script((201, {"account": {"id": 9}})))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     c.post("/signup.json", data={"username": "a b", "org_name": "x&y"})
     c.get("/accounts/find.json", params={"email": "a+b@example.com"})
     assert srv.log[0]["form"] == {"username": "a b", "org_name": "x&y"}
@@ -108,7 +107,7 @@ def test_connection_refused_is_retried_for_every_method(method):
 @pytest.mark.parametrize("method,attempts", [("GET", 3), ("POST", 1)])
 def test_dropped_connection_only_retried_when_idempotent(serve, method, attempts):
     srv = serve(script((None, None)))
-    c, _ = client(srv.url, retries=2)
+    c, unused = client(srv.url, retries=2)
     with pytest.raises(ThreescaleError):
         c.request(method, "/x.json", data={"a": 1})
     assert len(srv.log) == attempts
@@ -152,7 +151,7 @@ def _pages(total, per_page_default=500, with_metadata=True):
 ])
 def test_paginate(serve, total, metadata, requests):
     srv = serve(_pages(total, with_metadata=metadata))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     items = c.paginate("/accounts.json", "accounts", "account")
     assert [i["id"] for i in items] == list(range(1, total + 1))
     assert len(srv.log) == requests
@@ -161,7 +160,7 @@ def test_paginate(serve, total, metadata, requests):
 
 def test_paginate_keeps_filters(serve):
     srv = serve(_pages(3))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     c.paginate("/accounts.json", "accounts", "account", params={"state": "approved"}, per_page=2)
     assert [r["query"] for r in srv.log] == [{"state": "approved", "page": "1", "per_page": "2"},
                                              {"state": "approved", "page": "2", "per_page": "2"}]
@@ -177,7 +176,7 @@ def test_paginate_keeps_filters(serve):
 ])
 def test_error_mapping(serve, status, body, text):
     srv = serve(script((status, body)))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     with pytest.raises(ThreescaleError) as err:
         c.post("/signup.json", data={"username": "u"})
     assert text in str(err.value)
@@ -187,7 +186,7 @@ def test_error_mapping(serve, status, body, text):
 
 def test_expected_404_returns_none(serve):
     srv = serve(script((404, {"status": "Not found"})))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     assert c.get("/accounts/find.json", params={"username": "nobody"}, expected_404=True) is None
     assert c.find_account("nobody") is None and c.find_product("42") is None
 
@@ -197,7 +196,7 @@ def test_token_redacted_everywhere(serve):
     import base64
     basic = base64.b64encode((":" + TOKEN).encode()).decode()
     srv = serve(script((403, {"error": "Access denied for %s (%s) via Basic %s" % (TOKEN, "s3cr3t%2Btok%2Fen%3D%3D", basic)})))
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     with pytest.raises(ThreescaleError) as err:
         c.get("/accounts/find.json", params={"username": TOKEN})
     exc = err.value
@@ -207,7 +206,7 @@ def test_token_redacted_everywhere(serve):
 
 
 def test_token_redacted_from_transport_errors():
-    c, _ = client("http://127.0.0.1:%d/%s" % (_closed_port(), TOKEN), retries=0)
+    c, unused = client("http://127.0.0.1:%d/%s" % (_closed_port(), TOKEN), retries=0)
     with pytest.raises(ThreescaleError) as err:
         c.get("/x.json")
     assert_no_token(str(err.value), json.dumps(err.value.to_result()))
@@ -223,8 +222,25 @@ def test_find_product_by_system_name_and_id(serve):
             return 200, {"service": {"id": 7, "system_name": "granite"}}, None
         return 404, {"status": "Not found"}, None
     srv = serve(app)
-    c, _ = client(srv.url)
+    c, unused = client(srv.url)
     assert c.find_product("granite")["id"] == 7
     assert c.find_product("7")["system_name"] == "granite"
     assert c.find_product("nope") is None
     assert len(srv.log) == 3
+
+
+def test_non_json_answer_is_a_clear_error(serve):
+    srv = serve(script((200, b"<html>Application is not available</html>")))
+    c, unused = client(srv.url)
+    with pytest.raises(ThreescaleError) as err:
+        c.get("/services.json")
+    assert "not JSON" in str(err.value) and "admin_url" in str(err.value) and len(srv.log) == 1
+
+
+def test_bad_ca_bundle_is_a_clear_error(tmp_path):
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    c, unused = client("https://127.0.0.1:%d" % _closed_port(), ca_path=str(bad))
+    with pytest.raises(ThreescaleError) as err:
+        c.get("/x.json")
+    assert "Cannot load the CA bundle" in str(err.value) and str(bad) in str(err.value)

@@ -129,7 +129,7 @@ class FakePorta:
                 return 200, None, None
         m = re.fullmatch(r"/service_plans/(\d+)/buy", rest)
         if m and method == "POST":
-            status, body, _ = self.subscribe(aid, int(m.group(1)))
+            status, body, unused = self.subscribe(aid, int(m.group(1)))
             return (201, {"service_plan": self.service_plans[int(m.group(1))]}, None) if status == 201 else (status, body, None)
         m = re.fullmatch(r"/applications(?:/(\d+))?(?:/(\w+))?", rest)
         if m:

@@ -122,7 +122,7 @@ def test_application_module(porta):
     assert res["changed"] and res["user_key"] is None and not writes(fake)
     res = run(threescale_application, fake, plan="basic", **base)
     key = res["user_key"]
-    assert res["changed"] and len(key) == 32 and res["_ansible_no_log"] is True
+    assert res["changed"] and len(key) == 32
     assert "user_key" not in res["application"] and "user1" not in key
     assert not run(threescale_application, fake, plan="basic", **base)["changed"]
     res = run(threescale_application, fake, plan="premium", state="suspended", **base)
@@ -158,3 +158,16 @@ def test_bad_connection_options(porta):
     res = run(threescale_portal, fake, access_token="wrong-token-value")
     assert res["failed"] and res["status"] == 403 and "Access denied" in res["msg"]
     assert res["path"] == "/admin/api/provider.json" and "wrong-token-value" not in str(res)
+
+
+def test_subscription_moves_account_to_the_requested_plan(porta):
+    fake = porta()
+    fake.service_plans[11] = dict(id=11, name="Gold", service_id=1, state="published", default=False)
+    assert run(threescale_subscription, fake, accounts=["user1"], product="api")["changed"]
+    res = run(threescale_subscription, fake, check=True, accounts=["user1"], product="api", plan="Gold")
+    assert res["subscriptions"][0]["action"] == "changed_plan" and list(fake.contracts.values())[0]["plan_id"] == 10
+    res = run(threescale_subscription, fake, accounts=["user1"], product="api", plan="Gold")
+    assert res["changed"] and res["diff"] == {"before": {"user1": {"subscribed": True, "plan_id": 10}},
+                                              "after": {"user1": {"subscribed": True, "plan_id": 11}}}
+    assert list(fake.contracts.values())[0]["plan_id"] == 11
+    assert not run(threescale_subscription, fake, accounts=["user1"], product="api", plan="Gold")["changed"]
