@@ -503,6 +503,14 @@ class Porta:
             self._create_app(acc, ap, {"name": f"{acc['org_name']}'s App"})
         return acc
 
+    def _purge_deleted_services(self) -> None:
+        """Real porta marks a product deleted and purges it in a background job (its system name is
+        taken until then); the lab purges on the next create once `porta_purge_delay` (1 s) passed."""
+        delay = float(self.ctx.settings.get("porta_purge_delay", 1.0))
+        for svc in self.store.all("service"):
+            if svc.get("state") == "deleted" and time.time() - float(svc.get("deleted_at") or 0) >= delay:
+                self.store.delete("service", svc["id"])
+
     def _create_service(self, p: dict, default: bool = False) -> dict:
         st = self.store
         name = str(p.get("name") or "").strip()
@@ -511,6 +519,7 @@ class Porta:
         system_name = str(p.get("system_name") or parameterize(name))
         if not re.fullmatch(r"\w[\w\-/]+", system_name) or len(system_name) > 255:
             raise invalid("system_name", "invalid. Only ASCII letters, numbers, dashes and underscores are allowed.")
+        self._purge_deleted_services()
         if any(s["system_name"] == system_name for s in st.all("service")):
             raise invalid("system_name", "has already been taken")
         backend_version = str(p.get("backend_version") or "1")
@@ -1185,6 +1194,7 @@ def service_delete(api: Porta, req: Req, id):
     for u in st.all("backend_usage", service_id=s["id"]):
         st.delete("backend_usage", u["id"])
     s["state"] = "deleted"
+    s["deleted_at"] = time.time()
     s["updated_at"] = now_iso()
     st.save("service", s)
     return Reply(200, None)
@@ -1858,7 +1868,7 @@ def account_configs(api: Porta, req: Req, env):
         c = latest.get(s["id"])
         if c is None:
             continue
-        if req.get("version") and str(c["version"]) != str(req.get("version")):
+        if req.get("version") not in (None, "", "latest") and str(c["version"]) != str(req.get("version")):
             continue
         if req.get("host"):
             key = "endpoint" if env == "production" else "sandbox_endpoint"

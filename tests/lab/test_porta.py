@@ -705,3 +705,30 @@ def test_fault_injection_and_request_counters(fresh):
     s = stats()
     assert s["faults"] == {"errors": 2, "drops": 1, "delays": 1}
     assert s["requests"] == 3 + 6
+
+
+def test_deleted_product_name_is_freed_after_purge(tmp_path):
+    """Porta purges a deleted product in the background; until then its system name is taken."""
+    ctx = LabContext(dir=tmp_path, settings={"users": 1, "porta_purge_delay": 0.3})
+    ctx.tls = ensure_tls(tmp_path / "tls")
+    ctx.faults = Faults(tmp_path / "faults.json")
+    ctx.urls["model"] = "http://127.0.0.1:1"
+    p = Porta(ctx)
+    p.start()
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(ctx.tls.ca_cert)
+        s.auth = ("", ctx.secret("porta_token"))
+        url = ctx.urls["porta"] + "/admin/api/services.json"
+        sid = s.post(url, data={"name": "Purge me", "system_name": "purgeme"}).json()["service"]["id"]
+        assert s.delete(ctx.urls["porta"] + f"/admin/api/services/{sid}.json").status_code == 200
+        taken = s.post(url, data={"name": "Purge me", "system_name": "purgeme"})
+        assert taken.status_code == 422 and taken.json()["errors"]["system_name"] == ["has already been taken"]
+        deadline = time.monotonic() + 5
+        while (again := s.post(url, data={"name": "Purge me", "system_name": "purgeme"})).status_code == 422:
+            assert time.monotonic() < deadline, again.text
+            time.sleep(0.1)  # waiting out the configured purge delay
+        assert again.status_code == 201 and again.json()["service"]["id"] != sid
+    finally:
+        p.stop()
