@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Keep each role's README variable table in step with its meta/argument_specs.yml.
 
     hack/role_docs.py --check [ROLE_DIR...]   exit 1 and show a diff when a table is stale or missing
@@ -18,9 +18,9 @@ import yaml
 BEGIN = "<!-- BEGIN ARGUMENT SPECS -->"
 END = "<!-- END ARGUMENT SPECS -->"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# Ansible doc markup -> Markdown: C(x)/V(x)/O(x)/E(x) become code, I(x) italic, B(x) bold.
+# Ansible doc markup -> Markdown: C/V/O/E/RV/P(x) become code, I(x) italic, B(x) bold.
 MARKUP = [
-    (re.compile(r"\b[CVOE]\(([^)]*)\)"), r"`\1`"),
+    (re.compile(r"\b(?:[CVOEP]|RV)\(([^)]*)\)"), r"`\1`"),
     (re.compile(r"\bI\(([^)]*)\)"), r"*\1*"),
     (re.compile(r"\bB\(([^)]*)\)"), r"**\1**"),
     (re.compile(r"\bU\(([^)]*)\)"), r"<\1>"),
@@ -84,6 +84,9 @@ def render(specs):
         out += ["", "### Entry point `%s`" % entry, ""]
         if spec.get("short_description"):
             out += [text(spec["short_description"]), ""]
+        description = spec.get("description") or []
+        for paragraph in description if isinstance(description, list) else [description]:
+            out += [text(paragraph).replace("\\|", "|"), ""]
         out += ["| Variable | Type | Required | Default | Description |", "| --- | --- | --- | --- | --- |"]
         out += list(rows(spec.get("options"))) or ["| (none) | | | | |"]
     out += ["", END]
@@ -119,8 +122,10 @@ def process(role, write):
         readme.write_text(wanted)
         print("wrote %s" % readme.relative_to(ROOT) if readme.is_relative_to(ROOT) else readme)
         return []
+    if not current:
+        return ["%s: no README.md (hack/role_docs.py --write creates one with the variable table)" % role.name]
     if not old:
-        return ["%s: README.md has no %s ... %s section" % (role.name, BEGIN, END)]
+        return ["%s: README.md has no %s ... %s section (hack/role_docs.py --write appends it)" % (role.name, BEGIN, END)]
     diff = difflib.unified_diff(old.splitlines(), table.splitlines(), "README.md", "argument_specs.yml", lineterm="")
     return ["%s: README.md table differs from meta/argument_specs.yml\n%s" % (role.name, "\n".join(diff))]
 

@@ -18,7 +18,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
+            key, _sep, value = line[len("export "):].partition("=")
             env[key] = shlex.split(value)[0] if value else ""
     return env
 

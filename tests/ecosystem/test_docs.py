@@ -11,7 +11,8 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN, run
+pytest.register_assert_rewrite("ecosystem_helpers")  # before its first import
+from ecosystem_helpers import REPO, VENV_BIN, run
 
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "meta" / "argument_specs.yml").is_file())
 ROLE_DOCS = [sys.executable, str(REPO / "hack" / "role_docs.py")]
@@ -27,17 +28,17 @@ def test_role_argument_specs_render_with_ansible_doc():
 
 
 def test_role_readmes_match_argument_specs():
-    proc = subprocess.run([*ROLE_DOCS, "--check"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*ROLE_DOCS, "--check"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr + "\nrun: hack/role_docs.py --write"
 
 
 def test_role_docs_detects_drift_and_regenerates(tmp_path):
     role = tmp_path / "demo_role"
     shutil.copytree(REPO / "roles" / ROLES[0] / "meta", role / "meta")
-    check = [*ROLE_DOCS, "--check", str(role)]
-    assert subprocess.run(check, capture_output=True, text=True).returncode == 1  # no README yet
+    check_cmd = [*ROLE_DOCS, "--check", str(role)]
+    assert subprocess.run(check_cmd, capture_output=True, text=True, check=False).returncode == 1  # no README yet
     subprocess.run([*ROLE_DOCS, "--write", str(role)], check=True, capture_output=True)
-    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    assert subprocess.run(check_cmd, capture_output=True, text=True, check=False).returncode == 0
     readme = (role / "README.md").read_text()
     (role / "README.md").write_text("# Demo\n\nHand-written intro.\n" + readme[readme.index("<!-- BEGIN"):] + "\nUsage notes.\n")
     spec_file = role / "meta" / "argument_specs.yml"
@@ -45,10 +46,10 @@ def test_role_docs_detects_drift_and_regenerates(tmp_path):
     specs["argument_specs"]["main"]["options"]["demo_added_option"] = {
         "description": "Added after the README was written | with a pipe.", "type": "int", "default": 3}
     spec_file.write_text(yaml.safe_dump(specs))
-    stale = subprocess.run(check, capture_output=True, text=True)
+    stale = subprocess.run(check_cmd, capture_output=True, text=True, check=False)
     assert stale.returncode == 1 and "+| `demo_added_option` | int | no | `3` |" in stale.stderr
     subprocess.run([*ROLE_DOCS, "--write", str(role)], check=True, capture_output=True)
-    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    assert subprocess.run(check_cmd, capture_output=True, text=True, check=False).returncode == 0
     text = (role / "README.md").read_text()
     assert text.startswith("# Demo\n\nHand-written intro.\n") and text.endswith("\nUsage notes.\n")
     assert "with a pipe" in text and "\\| with a pipe" in text

@@ -13,7 +13,10 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN, run
+pytest.register_assert_rewrite("ecosystem_helpers")  # before its first import
+from ecosystem_helpers import REPO, VENV_BIN, run
+
+pytest_plugins = ["ecosystem_helpers"]
 
 
 def requirement_names(path) -> set[str]:
@@ -50,6 +53,13 @@ def test_definition_is_schema_3_with_pinned_ansible():
               if line.startswith(("ansible-core==", "ansible-runner=="))}
     assert ee["dependencies"]["ansible_core"]["package_pip"] == tested["ansible-core"]
     assert ee["dependencies"]["ansible_runner"]["package_pip"] == tested["ansible-runner"]
+
+
+def test_bindep_file_parses_with_bindep():
+    """bindep (what the image build runs) reads the file and lists our packages for this platform."""
+    proc = run([str(VENV_BIN / "bindep"), "--file", str(REPO / "bindep.txt"), "--list_all", "newline"])
+    listed = set(proc.stdout.split())
+    assert listed and listed <= {entry.split()[0] for entry in bindep_entries(REPO / "bindep.txt")}
 
 
 def test_context_names_every_dependency(context):

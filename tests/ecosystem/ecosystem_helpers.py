@@ -1,4 +1,7 @@
-"""Fixtures of the ecosystem tests: the built collection artifact and an offline install of it."""
+"""Helpers and fixtures of the ecosystem tests, loaded with `pytest_plugins = ["ecosystem_helpers"]`.
+
+Not a conftest.py: tests/conftest.py and the test modules of tests/lab import `conftest` by name,
+and a second conftest module on sys.path would shadow it when all of tests/ is collected."""
 from __future__ import annotations
 
 import os
@@ -26,7 +29,7 @@ def tool_env(**extra: str) -> dict[str, str]:
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a tool and fail the test with its output when it exits non-zero."""
     kwargs.setdefault("env", tool_env())
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=kwargs.pop("timeout", 120), **kwargs)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=kwargs.pop("timeout", 120), check=False, **kwargs)
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
