@@ -153,6 +153,15 @@ class LabContext:
     faults: Faults | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
 
+    @classmethod
+    def create(cls, directory: Path, settings: dict[str, Any] | None = None,
+               ports: dict[str, int] | None = None) -> "LabContext":
+        """A context on `directory` with its TLS files (created once) and live fault switches."""
+        ctx = cls(dir=directory, settings=dict(settings or {}), ports=dict(ports or {}))
+        ctx.tls = ensure_tls(directory / "tls")
+        ctx.faults = Faults(directory / "faults.json")
+        return ctx
+
     def port(self, name: str) -> int:
         """A stable port for a named listener: the one used last time if still free."""
         p = free_port(self.ports.get(name))

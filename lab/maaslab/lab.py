@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .context import Faults, LabContext, ensure_tls
+from .context import LabContext
 from .kubeclient import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab")
@@ -91,9 +91,7 @@ class Lab:
         settings = dict(DEFAULT_SETTINGS)
         settings.update(saved.get("settings") or {})
         settings.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        self.ctx = LabContext(dir=self.dir, settings=settings, ports=dict(saved.get("ports") or {}))
-        self.ctx.tls = ensure_tls(self.dir / "tls")
-        self.ctx.faults = Faults(self.dir / "faults.json")
+        self.ctx = LabContext.create(self.dir, settings, saved.get("ports"))
         self.components: list[Any] = []
         self.timings: dict[str, float] = {}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 import yaml
-from maaslab.context import Faults, LabContext, ensure_tls
+from maaslab.context import LabContext
 from maaslab.kube import KubeAPIServer
 
 VENV = Path(__file__).resolve().parents[2] / ".venv"
@@ -39,10 +39,8 @@ class KubeLab:
         self.dir.mkdir(parents=True, exist_ok=True)
         settings_file = self.dir / "settings.json"   # keeps tokens and the port across restarts
         saved = json.loads(settings_file.read_text()) if settings_file.exists() else {}
-        self.ctx = LabContext(dir=self.dir, settings={**saved.get("settings", {}), **(settings or {})},
-                              ports=saved.get("ports", {}))
-        self.ctx.tls = ensure_tls(self.dir / "tls")
-        self.ctx.faults = Faults(self.dir / "faults.json")
+        self.ctx = LabContext.create(self.dir, {**saved.get("settings", {}), **(settings or {})},
+                                     saved.get("ports", {}))
         self.server = KubeAPIServer(self.ctx)
         self.server.start()
         settings_file.write_text(json.dumps({"settings": self.ctx.settings, "ports": self.ctx.ports}))

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from maaslab.apicast import APIcast, MappingRule, Service
-from maaslab.context import Faults, LabContext, ensure_tls, free_port
+from maaslab.context import LabContext, free_port
 from maaslab.httpbase import JSONHandler, LabHTTPServer
 from maaslab.model import ModelServer
 from maaslab.porta import Porta
@@ -49,9 +49,7 @@ WORKSHOP_POLICIES = [CORS, REMOVE_BEARER, APICAST, upstream(180)]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     d = tmp_path_factory.mktemp("gateway")
-    ctx = LabContext(dir=d, settings={"apicast_refresh": REFRESH, "users": 1, "tenant": "3scale"})
-    ctx.tls = ensure_tls(d / "tls")
-    ctx.faults = Faults(d / "faults.json")
+    ctx = LabContext.create(d, {"apicast_refresh": REFRESH, "users": 1, "tenant": "3scale"})
     started = []
     try:
         for cls in (ModelServer, Porta, APIcast):

@@ -11,7 +11,7 @@ import pytest
 import requests
 from threescale_api import ThreeScaleClient
 
-from maaslab.context import Faults, LabContext, ensure_tls
+from maaslab.context import LabContext
 from maaslab.porta import Porta
 
 
@@ -19,9 +19,7 @@ class Lab:
     """A started Porta plus a requests session that trusts the lab CA (env CA bundles ignored)."""
 
     def __init__(self, directory: Path, users: int = 3, ports: dict | None = None, settings: dict | None = None):
-        self.ctx = LabContext(dir=directory, settings=settings or {"users": users}, ports=dict(ports or {}))
-        self.ctx.tls = ensure_tls(directory / "tls")
-        self.ctx.faults = Faults(directory / "faults.json")
+        self.ctx = LabContext.create(directory, settings or {"users": users}, ports)
         self.ctx.urls["model"] = "http://127.0.0.1:1"
         self.porta = Porta(self.ctx)
         self.porta.start()
@@ -709,26 +707,17 @@ def test_fault_injection_and_request_counters(fresh):
 
 def test_deleted_product_name_is_freed_after_purge(tmp_path):
     """Porta purges a deleted product in the background; until then its system name is taken."""
-    ctx = LabContext(dir=tmp_path, settings={"users": 1, "porta_purge_delay": 0.3})
-    ctx.tls = ensure_tls(tmp_path / "tls")
-    ctx.faults = Faults(tmp_path / "faults.json")
-    ctx.urls["model"] = "http://127.0.0.1:1"
-    p = Porta(ctx)
-    p.start()
+    lab = Lab(tmp_path, settings={"users": 1, "porta_purge_delay": 0.3})
     try:
-        s = requests.Session()
-        s.trust_env = False
-        s.verify = str(ctx.tls.ca_cert)
-        s.auth = ("", ctx.secret("porta_token"))
-        url = ctx.urls["porta"] + "/admin/api/services.json"
-        sid = s.post(url, data={"name": "Purge me", "system_name": "purgeme"}).json()["service"]["id"]
-        assert s.delete(ctx.urls["porta"] + f"/admin/api/services/{sid}.json").status_code == 200
-        taken = s.post(url, data={"name": "Purge me", "system_name": "purgeme"})
+        create = {"name": "Purge me", "system_name": "purgeme"}
+        sid = lab.post("/admin/api/services.json", data=create).json()["service"]["id"]
+        assert lab.call("DELETE", f"/admin/api/services/{sid}.json").status_code == 200
+        taken = lab.post("/admin/api/services.json", data=create)
         assert taken.status_code == 422 and taken.json()["errors"]["system_name"] == ["has already been taken"]
         deadline = time.monotonic() + 5
-        while (again := s.post(url, data={"name": "Purge me", "system_name": "purgeme"})).status_code == 422:
+        while (again := lab.post("/admin/api/services.json", data=create)).status_code == 422:
             assert time.monotonic() < deadline, again.text
             time.sleep(0.1)  # waiting out the configured purge delay
         assert again.status_code == 201 and again.json()["service"]["id"] != sid
     finally:
-        p.stop()
+        lab.stop()
