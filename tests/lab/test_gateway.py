@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from kube_fixtures import wait_for
 from maaslab.apicast import APIcast, MappingRule, Service
 from maaslab.context import LabContext, free_port
 from maaslab.httpbase import JSONHandler, LabHTTPServer
@@ -125,18 +126,6 @@ def make_product(admin: Admin, model_url: str, *, credentials="headers", auth_us
 def promote_latest(admin: Admin, sid: int) -> None:
     latest = admin.call("GET", f"/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]
     admin.call("POST", f"/services/{sid}/proxy/configs/sandbox/{latest['version']}/promote.json", to="production")
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05):
-    """Poll `predicate` until it returns a truthy value (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def served(url: str, key: str, path="/v1/completions"):
