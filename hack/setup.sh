@@ -42,4 +42,4 @@ fi
 mkdir -p $coll/maas
 ln -sfn "$(pwd)" $coll/maas/threescale
 echo "$want" > "$stamp"
-echo "setup: done ($($VENV/bin/ansible --version | head -1))"
+echo "setup: done (ansible-core $($VENV/bin/python -c "import ansible.release as r; print(r.__version__)"))"
