@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Measure the onboarding against a fresh lab: wall time of a first run and an idempotent re-run,
 and for each readiness wait how long after the CR became ready the playbook noticed.
 
-    .venv/bin/python hack/measure_waits.py [--runs 1]
+    .venv/bin/python hack/measure_waits.py [--model NAME]
 
 The ready moments come from a Kubernetes watch on the lab (millisecond clock, independent of the
 playbook); the noticing moments from a callback that records when each wait task finished.
@@ -36,7 +35,7 @@ def is_ready(obj: dict, ctype: str, kind: str) -> bool:
 def watch_ready(kube: KubeClient, kind: str, ns: str, ready: dict, stop: threading.Event) -> None:
     plural, ctype = KINDS[kind]
     res = Resource("capabilities.3scale.net/v1beta1", plural)
-    _, rv = kube.list(res, ns)
+    _items, rv = kube.list(res, ns)
     while not stop.is_set():
         for etype, obj in kube.watch(res, ns, resource_version=rv, timeout_seconds=5):
             rv = obj["metadata"].get("resourceVersion", rv)
@@ -95,7 +94,7 @@ def main() -> None:
             if ends:
                 print(f"  {kind:19} {name:28} +{min(ends) - t_ready:.2f}s")
     finally:
-        subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(lab_dir)], capture_output=True)
+        subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(lab_dir)], capture_output=True, check=False)
 
 
 if __name__ == "__main__":
