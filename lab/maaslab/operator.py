@@ -524,11 +524,14 @@ class Operator:
             spec["policies"] = policies
         return spec != before
 
-    def _prologue(self, kind: str, res: Resource, ns: str, name: str, finalizer: str | None):
-        """Steps (b)-(e) of the contract; returns (obj, provider) or None when this reconcile is done."""
+    def _prologue(self, kind: str, res: Resource, ns: str, name: str, finalizer: str | None, finalize=None):
+        """Steps (a)-(e) of the contract with one read of the CR. Returns (obj, provider) to go on, or
+        the reconcile's result (None or REQUEUE) when it is done; `finalize(obj)` handles a deletion."""
         obj = self.kube.get(res, ns, name)
         if obj is None:
             return None
+        if obj["metadata"].get("deletionTimestamp"):
+            return finalize(obj) if finalize is not None else None
         if finalizer and self._ensure_finalizer(res, obj, finalizer):
             return None  # the update event brings us back
         provider = self.lookup_provider(obj)  # raises: no status written
@@ -594,14 +597,9 @@ class Operator:
     # Backend
     # =========================================================================================
     def reconcile_backend(self, ns: str, name: str):
-        obj = self.kube.get(BACKENDS, ns, name)
-        if obj is None:
-            return None
-        if obj["metadata"].get("deletionTimestamp"):
-            return self._finalize_backend(obj)
-        got = self._prologue("Backend", BACKENDS, ns, name, BACKEND_FINALIZER)
-        if got is None:
-            return None
+        got = self._prologue("Backend", BACKENDS, ns, name, BACKEND_FINALIZER, self._finalize_backend)
+        if not isinstance(got, tuple):
+            return got  # None or REQUEUE: this reconcile is done
         obj, provider = got
         spec, old = obj["spec"], obj.get("status") or {}
         fields = {"backendId": old.get("backendId"), "providerAccountHost": provider.host}
@@ -679,14 +677,9 @@ class Operator:
     # Product
     # =========================================================================================
     def reconcile_product(self, ns: str, name: str):
-        obj = self.kube.get(PRODUCTS, ns, name)
-        if obj is None:
-            return None
-        if obj["metadata"].get("deletionTimestamp"):
-            return self._finalize_product(obj)
-        got = self._prologue("Product", PRODUCTS, ns, name, PRODUCT_FINALIZER)
-        if got is None:
-            return None
+        got = self._prologue("Product", PRODUCTS, ns, name, PRODUCT_FINALIZER, self._finalize_product)
+        if not isinstance(got, tuple):
+            return got  # None or REQUEUE: this reconcile is done
         obj, provider = got
         spec, old = obj["spec"], obj.get("status") or {}
         fields = {"productId": old.get("productId"), "providerAccountHost": provider.host}
@@ -966,12 +959,9 @@ class Operator:
     # ActiveDoc (no finalizer: deleting the CR leaves the ActiveDoc in 3scale)
     # =========================================================================================
     def reconcile_activedoc(self, ns: str, name: str):
-        obj = self.kube.get(ACTIVEDOCS, ns, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return None
         got = self._prologue("ActiveDoc", ACTIVEDOCS, ns, name, None)
-        if got is None:
-            return None
+        if not isinstance(got, tuple):
+            return got  # None or REQUEUE: this reconcile is done
         obj, provider = got
         spec, old = obj["spec"], obj.get("status") or {}
         fields = {"activeDocId": old.get("activeDocId"), "providerAccountHost": provider.host,
