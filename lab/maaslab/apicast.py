@@ -124,10 +124,12 @@ class Service:
         self.routes = sorted([r for r in routes if r[1]], key=lambda r: -len(r[0]))
 
     def error(self, kind: str, headers: dict[str, str] | None = None) -> Reject:
+        """The configuration's error_* values; APIcast's own default only where the config has none
+        (configuration.lua `proxy.error_x or default`: an empty string is a value in Lua, null is not)."""
         status, body = DEFAULT_ERRORS[kind]
-        status = int(self.proxy.get(f"error_status_{kind}") or status)
-        body = self.proxy.get(f"error_{kind}") or body
-        ctype = self.proxy.get(f"error_headers_{kind}") or "text/plain; charset=utf-8"
+        status = int(_value(self.proxy.get(f"error_status_{kind}"), status))
+        body = str(_value(self.proxy.get(f"error_{kind}"), body))
+        ctype = str(_value(self.proxy.get(f"error_headers_{kind}"), "text/plain; charset=utf-8"))
         return Reject(status, body.encode(), ctype, headers)
 
     def upstream_for(self, path: str) -> tuple[str, str] | None:
@@ -140,6 +142,10 @@ class Service:
         if self.proxy.get("api_backend"):
             return self.proxy["api_backend"], path
         return None
+
+
+def _value(v: Any, default: Any) -> Any:
+    return default if v is None else v
 
 
 def _port_of(url: str | None) -> int | None:
@@ -343,7 +349,7 @@ class APIcast:
 
     def _authorize(self, svc: Service, req: "Request") -> None:
         user_key = req.credentials(svc.proxy)
-        if not user_key:
+        if user_key is None:  # absent; an empty string is a credential and goes to the backend (proxy.lua)
             raise svc.error("auth_missing")
         usage: dict[str, int] = {}
         for rule in svc.rules:
@@ -530,32 +536,42 @@ class Request:
         self.body = body
 
     def header(self, name: str) -> str | None:
-        want = name.lower().replace("_", "-")  # nginx $http_x_y matches both x-y and x_y
+        """nginx `$http_<name>`: `-` and `_` alike, first occurrence; an empty header is "" (present)."""
+        want = name.lower().replace("_", "-")
         for k, v in self.headers.items():
             if k.lower().replace("_", "-") == want:
-                return v
+                return v.strip()
         return None
 
     def credentials(self, proxy: dict[str, Any]) -> str | None:
+        """service.lua `backend_version_credentials.version_1`. None = absent; "" is present, as any
+        string is true in Lua, and the backend then refuses it (403)."""
         location = proxy.get("credentials_location") or "query"
         name = proxy.get("auth_user_key") or "user_key"
         if location == "headers":
-            return self.header(name) or None
-        if location == "authorization":
-            auth = self.header("Authorization") or ""
-            scheme, _, value = auth.partition(" ")
+            return self.header(name)
+        if location == "authorization":  # resty/http_authorization.lua: userid or password or token
+            m = re.match(r"^([A-Za-z0-9]+)\s*(.*)$", self.header("Authorization") or "", re.S)
+            scheme, param = (m.group(1), m.group(2)) if m else (None, "")
             if scheme == "Bearer":
-                return value.strip() or None
+                return param
             if scheme == "Basic":
                 try:
-                    user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+                    decoded = base64.b64decode(param, validate=True).decode()
                 except (ValueError, UnicodeDecodeError):
                     return None
-                return user or password or None
-            return None
-        value = self.args.get(name)
+                pair = re.match(r"^(.*):(.*)$", decoded, re.S)  # greedy: the user part ends at the last ':'
+                return pair.group(1) if pair else None  # "" (":KEY") is a user id, so the key is not used
+            return None  # no scheme or another one: no credentials
+        value = self.arg(name)
         ctype = (self.header("Content-Type") or "").split(";")[0].strip().lower()
-        if not value and ctype == "application/x-www-form-urlencoded":
+        if value is None and self.method in ("POST", "PUT", "PATCH") and ctype == "application/x-www-form-urlencoded":
             value = dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)).get(name)
-        return value or None
+        return value
 
+    def arg(self, name: str) -> str | None:
+        """nginx `$arg_<name>`: case-insensitive name, first occurrence; `?user_key=` gives ""."""
+        for k, v in parse_qsl(self.query, keep_blank_values=True):
+            if k.lower() == name.lower():
+                return v
+        return None

@@ -481,7 +481,7 @@ class Echo(JSONHandler):
 
     def _any(self):
         if self.path.startswith("/transactions/authrep.xml"):
-            self.server.authreps.append(parse_qs(urlsplit(self.path).query))
+            self.server.authreps.append(parse_qs(urlsplit(self.path).query, keep_blank_values=True))
             return self.send_bytes(200, b"<status><authorized>true</authorized></status>",
                                    "application/vnd.3scale-v2.0+xml")
         self.send_json(200, {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
@@ -490,37 +490,140 @@ class Echo(JSONHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
 
 
-def test_request_forwarded_as_received(tmp_path):
+@pytest.fixture
+def echo_gateway(tmp_path):
+    """An echo upstream + backend listener and an APIcast (not started: no porta here) whose
+    production config is installed by hand; yields install(proxy) -> gateway URL."""
     echo = LabHTTPServer(("127.0.0.1", 0), Echo)
     echo.authreps = []
     echo.start_background("echo")
-    upstream_url = f"http://127.0.0.1:{echo.server_address[1]}"
-    ctx = LabContext(dir=tmp_path)
-    gw = APIcast(ctx)  # not started: no porta here, the config is installed by hand
-    port = free_port()
-    gw.production = {port: Service({
-        "id": 42, "backend_authentication_type": "service_token", "backend_authentication_value": "stoken",
-        "backend": {"endpoint": upstream_url},
-        "proxy": {"endpoint": f"http://127.0.0.1:{port}", "credentials_location": "headers",
-                  "auth_user_key": "Authorization", "secret_token": "shared-secret",
-                  "proxy_rules": [{"http_method": "PUT", "pattern": "/api/v1/{id}", "metric_system_name": "writes",
-                                   "delta": 3}]},
-        "backend_api_configs": [{"path": "/", "backend_api": {"private_endpoint": "https://unused.example.com:443"}},
-                                {"path": "/api", "backend_api": {"private_endpoint": upstream_url + "/base"}}]}, 1)}
-    gw._listen(port, "production")
+    echo.url = f"http://127.0.0.1:{echo.server_address[1]}"
+    gw = APIcast(LabContext(dir=tmp_path))
+
+    def install(proxy: dict, routes=None) -> str:
+        port = free_port()
+        gw.production = {**gw.production, port: Service({
+            "id": 42, "backend_authentication_type": "service_token", "backend_authentication_value": "stoken",
+            "backend": {"endpoint": echo.url}, "proxy": {"endpoint": f"http://127.0.0.1:{port}", **proxy},
+            "backend_api_configs": routes or [{"path": "/", "backend_api": {"private_endpoint": echo.url}}]}, 1)}
+        gw._listen(port, "production")
+        return f"http://127.0.0.1:{port}"
+
+    install.echo = echo
     try:
-        r = requests.put(f"http://127.0.0.1:{port}/api/v1/x?a=1&b=two", data=b"payload", timeout=5,
-                         headers={"Authorization": "Bearer k1", "X-Custom": "yes", "Connection": "keep-alive"})
-        assert r.status_code == 200 and r.headers["X-Upstream"] == "echo"
-        seen = r.json()
-        assert seen["method"] == "PUT" and seen["path"] == "/base/v1/x?a=1&b=two" and seen["body"] == "payload"
-        h = seen["headers"]
-        assert h["Authorization"] == "Bearer k1" and h["X-Custom"] == "yes"  # forwarded unchanged
-        assert h["Host"] == f"127.0.0.1:{echo.server_address[1]}" and h["X-Real-IP"] == "127.0.0.1"
-        assert h["X-3scale-proxy-secret-token"] == "shared-secret"
-        assert echo.authreps == [{"service_token": ["stoken"], "service_id": ["42"], "user_key": ["Bearer k1"],
-                                  "usage[writes]": ["3"]}]
+        yield install
     finally:
         gw.stop()
         echo.shutdown()
         echo.server_close()
+
+
+def test_request_forwarded_as_received(echo_gateway):
+    echo = echo_gateway.echo
+    url = echo_gateway({"credentials_location": "headers", "auth_user_key": "Authorization",
+                        "secret_token": "shared-secret",
+                        "proxy_rules": [{"http_method": "PUT", "pattern": "/api/v1/{id}",
+                                         "metric_system_name": "writes", "delta": 3}]},
+                       routes=[{"path": "/", "backend_api": {"private_endpoint": "https://unused.example.com:443"}},
+                               {"path": "/api", "backend_api": {"private_endpoint": echo.url + "/base"}}])
+    r = requests.put(f"{url}/api/v1/x?a=1&b=two", data=b"payload", timeout=5,
+                     headers={"Authorization": "Bearer k1", "X-Custom": "yes", "Connection": "keep-alive"})
+    assert r.status_code == 200 and r.headers["X-Upstream"] == "echo"
+    seen = r.json()
+    assert seen["method"] == "PUT" and seen["path"] == "/base/v1/x?a=1&b=two" and seen["body"] == "payload"
+    h = seen["headers"]
+    assert h["Authorization"] == "Bearer k1" and h["X-Custom"] == "yes"  # forwarded unchanged
+    assert h["Host"] == f"127.0.0.1:{echo.server_address[1]}" and h["X-Real-IP"] == "127.0.0.1"
+    assert h["X-3scale-proxy-secret-token"] == "shared-secret"
+    assert echo.authreps == [{"service_token": ["stoken"], "service_id": ["42"], "user_key": ["Bearer k1"],
+                              "usage[writes]": ["3"]}]
+
+
+# ---- credentials and gateway errors (apicast/CONTRACT.md §7) ----------------------------------
+
+def test_empty_credentials_go_to_the_backend(echo_gateway):
+    """An empty string is a present credential: it is sent to authrep as user_key="".
+
+    Upstream: APIcast gateway/src/apicast/proxy.lua (`if not val` → only nil is missing),
+    gateway/src/apicast/configuration/service.lua (`backend_version_credentials.version_1`),
+    gateway/src/resty/http_authorization.lua (Basic `^(.*):(.*)$`, Bearer token = the rest).
+    """
+    echo = echo_gateway.echo
+    rules = [{"http_method": "POST", "pattern": "/", "metric_system_name": "hits", "delta": 1}]
+    header = echo_gateway({"credentials_location": "headers", "auth_user_key": "X-Key", "proxy_rules": rules})
+    query = echo_gateway({"credentials_location": "query", "auth_user_key": "user_key", "proxy_rules": rules})
+    authz = echo_gateway({"credentials_location": "authorization", "proxy_rules": rules})
+    colon_key = base64.b64encode(b":KEY").decode()
+    cases = [(query, "/v1?user_key=", {}),
+             (query, "/v1?USER_KEY=", {}),  # nginx $arg_ names are case-insensitive
+             (authz, "/v1", {"Authorization": "Bearer "}),
+             (authz, "/v1", {"Authorization": f"Basic {colon_key}"})]  # the user part "", not the password
+    if shutil.which("curl"):  # requests cannot send an empty header; curl's "-H 'X-Key;'" does
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                              "-H", "X-Key;", header + "/v1"], capture_output=True, text=True, timeout=10, check=True)
+        assert out.stdout == "200"
+        assert echo.authreps.pop()["user_key"] == [""]
+    for url, path, headers in cases:
+        r = requests.post(url + path, headers=headers, timeout=5)
+        assert r.status_code == 200, (path, headers)  # the echo backend authorises everything
+        assert echo.authreps.pop()["user_key"] == [""], (path, headers)
+    # absent credentials never reach the backend
+    for url, headers in ((header, {}), (query, {}), (authz, {"Authorization": "Token abc"}),
+                         (authz, {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()})):
+        r = requests.post(url + "/v1", headers=headers, timeout=5)
+        assert r.status_code == 401 and r.text == "Authentication parameters missing"
+    assert echo.authreps == []
+
+
+def test_empty_credentials_refused_by_backend_403(stack, admin):
+    """Through porta's backend listener: an empty credential is `user_key_invalid` → 403 auth failed,
+    never the auth-missing answer and never 200.
+
+    Upstream: APIcast gateway/src/apicast/proxy.lua (`_M:rewrite`, `_M:authorize`),
+    gateway/src/apicast/errors.lua (`authorization_failed`).
+    """
+    model = stack["ctx"].urls["model"]
+    auth = make_product(admin, model, credentials="authorization", policies=[APICAST], promote=False)
+    query = make_product(admin, model, credentials="query", auth_user_key="user_key", policies=[APICAST],
+                         promote=False)
+    header = make_product(admin, model, credentials="headers", auth_user_key="X-Key", policies=[APICAST],
+                          promote=False)
+    wait_for(lambda: served(auth["staging"], auth["key"]), 3)  # counts 1 hit
+    colon_key = base64.b64encode(f":{auth['key']}".encode()).decode()
+    for r in (post(auth["staging"], headers={"Authorization": "Bearer "}),
+              post(auth["staging"], headers={"Authorization": f"Basic {colon_key}"}),
+              post(wait_for(lambda: status(query["staging"]) and query["staging"], 3), path="/v1/completions?user_key=")):
+        assert r.status_code == 403 and r.text == "Authentication failed", r.request.headers
+    wait_for(lambda: status(header["staging"]), 3)
+    if shutil.which("curl"):
+        out = subprocess.run(["curl", "-sS", "-X", "POST", "-H", "X-Key;", "-H", "Content-Type: application/json",
+                              "-d", json.dumps(WORKSHOP_BODY), "-w", "\n%{http_code}",
+                              header["staging"] + "/v1/completions"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        assert out.stdout == "Authentication failed\n403"
+    assert [usage(admin, p["app_id"], "hits") for p in (auth, query, header)] == [1, 0, 0]
+
+
+def test_error_defaults_only_without_config_values(echo_gateway):
+    """Each error_* value of the configuration is used as is; APIcast's own default (401, utf-8) only
+    where the configuration has none (null / absent).
+
+    Upstream: APIcast gateway/src/apicast/configuration.lua (`error_auth_missing = proxy.error_auth_missing or
+    'Authentication parameters missing'`, `auth_missing_status = proxy.error_status_auth_missing or 401`).
+    """
+    rules = [{"http_method": "POST", "pattern": "/v1", "metric_system_name": "hits", "delta": 1}]
+    bare = echo_gateway({"credentials_location": "query", "proxy_rules": rules, "error_status_auth_missing": None})
+    r = requests.post(bare + "/v1", timeout=5)
+    assert (r.status_code, r.text, r.headers["Content-Type"]) == (401, "Authentication parameters missing",
+                                                                  "text/plain; charset=utf-8")
+    r = requests.post(bare + "/other?user_key=k", timeout=5)
+    assert (r.status_code, r.text, r.headers["Content-Type"]) == (404, "No Mapping Rule matched",
+                                                                  "text/plain; charset=utf-8")
+    custom = echo_gateway({"credentials_location": "query", "proxy_rules": rules, "error_status_auth_missing": 403,
+                           "error_auth_missing": "", "error_headers_auth_missing": "text/plain; charset=us-ascii",
+                           "error_status_no_match": 400, "error_no_match": "nope"})
+    r = requests.post(custom + "/v1", timeout=5)
+    assert (r.status_code, r.content, r.headers["Content-Type"]) == (403, b"", "text/plain; charset=us-ascii")
+    assert requests.post(custom + "/x?user_key=k", timeout=5).text == "nope"
+    limits = Service({"proxy": {}}, 1).error("limits_exceeded")
+    assert (limits.status, limits.body) == (429, b"Limits exceeded")  # APIcast's wording, not porta's
