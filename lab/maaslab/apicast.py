@@ -14,9 +14,10 @@ Host: 404 with an empty body.
 
 Per request (the policy chain, in order): `cors` (preflight answered here, CORS headers added
 to every response when the request has an Origin), `remove-bearer` (the workshop's custom
-policy: strips a leading "Bearer " from Authorization), `apicast` (credentials → 401, mapping
-rules → 404, authrep to the backend listener → 403/429 + Retry-After from the exceeded limit's
-period), `upstream_connection` (connect/send/read timeouts → 504; a refused/reset upstream → 502);
+policy: strips a leading "Bearer " from Authorization), `apicast` (absent credentials →
+error_*_auth_missing, porta's 403 — APIcast's own 401 only when the config has no value; an empty
+credential is present and goes to authrep; mapping rules → no_match 404; authrep to the backend
+listener → 403/429 + Retry-After from the exceeded limit's period), `upstream_connection` (connect/send/read timeouts → 504; a refused/reset upstream → 502);
 any other policy is skipped with a WARN like APIcast's "failed to load policy". Then the call is
 proxied to the backend (longest `backend_api_configs` path prefix, prefix stripped like the
 routing policy) and the response is streamed back as it arrives (SSE stays incremental).

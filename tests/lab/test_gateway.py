@@ -181,12 +181,15 @@ def test_staging_serves_too(workshop):
     assert r.status_code == 200 and r.json()["choices"][0]["text"]
 
 
-def test_missing_credentials_401_even_unmapped(workshop):
+def test_missing_credentials_403_even_unmapped(workshop):
+    """Porta's proxy defaults (403, us-ascii) are what the gateway answers; credentials are checked
+    before mapping rules. Upstream: APIcast gateway/src/apicast/errors.lua (`no_credentials`),
+    gateway/src/apicast/proxy.lua (`_M:rewrite`); porta db/schema.rb (proxies defaults)."""
     for path in ("/v1/completions", "/not/mapped"):
         r = post(workshop["production"], path=path)
-        assert r.status_code == 401
+        assert r.status_code == 403
         assert r.text == "Authentication parameters missing"
-        assert r.headers["Content-Type"].startswith("text/plain")
+        assert r.headers["Content-Type"] == "text/plain; charset=us-ascii"
 
 
 def test_wrong_key_403(workshop, admin):
@@ -220,7 +223,8 @@ def test_plan_limit_429(stack, admin):
     wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3)  # that is call 1
     assert post(p["production"], p["key"]).status_code == 200
     r = post(p["production"], p["key"])
-    assert r.status_code == 429 and r.text == "Limits exceeded"
+    assert r.status_code == 429 and r.text == "Usage limit exceeded"  # porta's default, not APIcast's
+    assert r.headers["Content-Type"] == "text/plain; charset=us-ascii"
     assert "Retry-After" not in r.headers  # an eternity limit never resets
     assert usage(admin, p["app_id"], "completions") == 2  # the rejected call is not counted
     # a per-minute limit on another metric: Retry-After = seconds left in the current minute
@@ -251,8 +255,9 @@ def test_authorization_mode(stack, admin):
     basic = base64.b64encode(f"{p['key']}:".encode()).decode()
     assert post(p["production"], headers={"Authorization": f"Basic {basic}"}).status_code == 200
     # schemes are case-sensitive and a bare key is no credential in this mode
-    assert post(p["production"], headers={"Authorization": f"bearer {p['key']}"}).status_code == 401
-    assert post(p["production"], headers={"Authorization": p["key"]}).status_code == 401
+    for value in (f"bearer {p['key']}", p["key"]):
+        r = post(p["production"], headers={"Authorization": value})
+        assert r.status_code == 403 and r.text == "Authentication parameters missing"
 
 
 def test_cors(workshop):
@@ -267,7 +272,7 @@ def test_cors(workshop):
     simple = post(workshop["production"], workshop["key"], headers={"Origin": "https://portal.example.com"})
     assert simple.status_code == 200 and simple.headers["Access-Control-Allow-Origin"] == "*"
     denied = post(workshop["production"], headers={"Origin": "https://portal.example.com"})
-    assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == "*"
+    assert denied.status_code == 403 and denied.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in post(workshop["production"], workshop["key"]).headers
 
 
@@ -407,7 +412,7 @@ def test_all_matching_rules_add_up_until_last(stack, admin):
     admin.call("POST", f"/services/{sid}/proxy/mapping_rules.json", http_method="POST", pattern="/v1/chat",
                delta=5, metric_id=hits["tokenize"], last="true")
     admin.call("POST", f"/services/{sid}/proxy/deploy.json")  # staging: lazy, visible at once
-    wait_for(lambda: status(p["staging"]) == 401, 3)  # the staging listener is open (no authrep without a key)
+    wait_for(lambda: status(p["staging"]) == 403, 3)  # the staging listener is open (no authrep without a key)
     before = {m: usage(admin, p["app_id"], m) for m in ("completions", "embeddings", "tokenize", "hits")}
     assert post(p["staging"], p["key"]).status_code == 200
     after = {m: usage(admin, p["app_id"], m) for m in before}
@@ -436,13 +441,17 @@ def test_staging_is_lazy_production_is_cached(stack, admin, workshop):
 
 
 def test_query_credentials_and_unknown_policy_skipped(stack, admin, caplog):
+    """A policy the gateway cannot load is logged and skipped, the rest of the chain runs.
+    Upstream: APIcast gateway/src/apicast/configuration.lua (`build_policy_chain`: WARN "failed to load
+    policy"), gateway/src/apicast/configuration/service.lua (query / form-body user_key)."""
     caplog.set_level("WARNING", logger="maaslab.apicast")
     llm_metrics = {"name": "llm_metrics", "version": "0.1", "enabled": True, "configuration": {}}
     p = make_product(admin, stack["ctx"].urls["model"], credentials="query", auth_user_key="api_key",
                      policies=[CORS, llm_metrics, APICAST, upstream(180)])
     wait_for(lambda: status(p["production"], path=f"/v1/completions?api_key={p['key']}") == 200, REFRESH + 3)
-    assert status(p["production"], p["key"]) == 401  # the Authorization header is not where it looks
-    # a form-encoded body carries the key too (the model then rejects the non-JSON body: 400, not 401)
+    # the Authorization header is not where it looks
+    assert post(p["production"], p["key"]).text == "Authentication parameters missing"
+    # a form-encoded body carries the key too (the model then rejects the non-JSON body: 400, not 403)
     r = requests.post(p["production"] + "/v1/completions", data={"api_key": p["key"], "prompt": "x"}, timeout=5)
     assert r.status_code == 400 and r.json()["type"] == "BadRequestError"
     assert any("failed to load policy: llm_metrics version: 0.1" in rec.getMessage() for rec in caplog.records)
@@ -467,7 +476,7 @@ def test_backend_path_prefix_routing(stack, admin):
                      name=name)["application"]
     admin.call("POST", f"/services/{sid}/proxy/deploy.json")
     staging = admin.call("GET", f"/services/{sid}/proxy.json")["proxy"]["sandbox_endpoint"]
-    wait_for(lambda: status(staging) == 401, 3)
+    wait_for(lambda: status(staging) == 403, 3)
     r = post(staging, app["user_key"], path="/granite/v1/completions")
     assert r.status_code == 200 and r.json()["choices"][0]["text"].startswith(" city in California")
     assert post(staging, app["user_key"]).text == "No Mapping Rule matched"  # unprefixed path
