@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .context import LabContext
-from .kubeclient import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
+from .kube.client import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab")
 PACKAGE_CRDS = Path(__file__).parent / "crds"

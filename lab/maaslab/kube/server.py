@@ -1,19 +1,4 @@
-"""The lab's Kubernetes API server: the subset of the real REST protocol that kubectl 1.37, the
-Python DynamicClient and kubernetes.core use (see reference/kubernetes-api/CLIENT-REQUESTS.md).
-
-Core kinds Namespace/Secret/ConfigMap/Event, CustomResourceDefinitions registered at run time, CRs
-validated/pruned/defaulted by their openAPIV3Schema (maaslab.kube_schema), status subresource,
-finalizers, optimistic concurrency, list/label/field selectors, chunked watch with bookmarks and
-watch-list, merge/JSON/apply patches, dry runs, discovery and /openapi/v3. State lives in
-<ctx.dir>/kube/state.json (atomic rewrites, debounced) so a restart resumes everything.
-
-Known simplifications (documented): server-side apply is a merge that replaces lists and ignores
-field ownership/conflicts; strategic merge on core kinds is a JSON merge (directives dropped); CEL
-rules are not evaluated; no conversion between CRD versions (the "None" strategy: apiVersion only);
-no aggregated discovery (kubectl falls back); no protobuf; no RBAC (both lab tokens are admins).
-Unknown fields under fieldValidation=Strict answer 400 BadRequest "strict decoding error", as a real
-apiserver does (schema violations are 422 Invalid); Warn (the default) prunes and sends Warning headers.
-"""
+"""The lab's Kubernetes API server: KubeAPIServer (see the package docstring)."""
 from __future__ import annotations
 
 import base64
@@ -40,9 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 import jsonpatch
 import yaml
 
-from .context import LabContext, now_iso
-from .httpbase import JSONHandler, LabHTTPServer
-from .kube_schema import (
+from ..context import LabContext, now_iso
+from ..httpbase import JSONHandler, LabHTTPServer
+from .schema import (
     BUILTIN_SCHEMAS,
     OBJECT_META,
     Cause,
