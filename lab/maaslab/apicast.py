@@ -271,6 +271,11 @@ class APIcast:
                 self._warned.add(key)
                 LOG.warning("failed to load policy: %s version: %s (skipped)", *key)
 
+    def reload_production(self) -> None:
+        """Load the production configs now (the orchestrator, once its seed product is promoted:
+        a cluster found in steady state, not one whose gateway is still waiting for its refresh)."""
+        self._load_production()
+
     def _load_production(self) -> None:
         started = time.monotonic()
         services = self._fetch("production")

@@ -110,6 +110,9 @@ class Lab:
         if not self.ctx.settings.get("seeded"):
             t = time.monotonic()
             self._seed_granite()
+            for comp in self.components:  # the gateway reads the promoted config like a pod started after it
+                if hasattr(comp, "reload_production"):
+                    comp.reload_production()
             self.ctx.settings["seeded"] = True
             self.timings["seed_granite"] = round(time.monotonic() - t, 3)
         self.timings["total"] = round(time.monotonic() - t0, 3)
