@@ -14,9 +14,13 @@ no aggregated discovery (kubectl falls back); no protobuf; no RBAC (both lab tok
 Unknown fields under fieldValidation=Strict answer 400 BadRequest "strict decoding error", as a real
 apiserver does (schema violations are 422 Invalid); Warn (the default) prunes and sends Warning headers.
 
-Modules: `server` (KubeAPIServer: lifecycle, request dispatch, HTTP handler), `schema` (openAPIV3Schema
-validation, pruning, defaulting), `client` (KubeClient, the stdlib client the operator and the
-orchestrator use).
+Modules (no cycles: each imports only those listed before it):
+`schema` openAPIV3Schema validation, pruning, defaulting; `core` ApiError, ResourceType, constants;
+`selectors` label/field selectors, printer-column helpers; `store` objects, resourceVersion,
+persistence, type registry; `hooks` kind-specific rules; `verbs` create/update/delete/list;
+`patch` merge/JSON/apply patches; `discovery` discovery and /openapi/v3; `watch` watch streams;
+`server` KubeAPIServer (the mixins above + lifecycle + routing) and its HTTP handler;
+`client` KubeClient, the stdlib client of the operator and the orchestrator (imports nothing here).
 """
 from .server import KubeAPIServer
 
