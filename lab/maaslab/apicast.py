@@ -14,10 +14,11 @@ Host: 404 with an empty body.
 
 Per request (the policy chain, in order): `cors` (preflight answered here, CORS headers added
 to every response when the request has an Origin), `remove-bearer` (the workshop's custom
-policy: strips a leading "Bearer " from Authorization), `apicast` (absent credentials →
-error_*_auth_missing, porta's 403 — APIcast's own 401 only when the config has no value; an empty
-credential is present and goes to authrep; mapping rules → no_match 404; authrep to the backend
-listener → 403/429 + Retry-After from the exceeded limit's period), `upstream_connection` (connect/send/read timeouts → 504; a refused/reset upstream → 502);
+policy: strips a leading "Bearer " from Authorization), `apicast` (absent credentials → the
+config's error_*_auth_missing, porta's 403 — APIcast's own 401 only when the config has no value;
+an empty credential is present and goes to authrep; no mapping rule → 404; authrep to the backend
+listener → 403/429 + Retry-After from the exceeded limit's period), `upstream_connection`
+(connect/send/read timeouts → 504; a refused/reset upstream → 502);
 any other policy is skipped with a WARN like APIcast's "failed to load policy". Then the call is
 proxied to the backend (longest `backend_api_configs` path prefix, prefix stripped like the
 routing policy) and the response is streamed back as it arrives (SSE stays incremental).
@@ -49,7 +50,7 @@ LOG = logging.getLogger("maaslab.apicast")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "host", "content-length", "expect"}
 BUILTIN_DEFAULT_TIMEOUT = 60.0  # nginx proxy_{connect,read,send}_timeout default
-DEFAULT_ERRORS = {  # APIcast's defaults when porta's proxy has no error_* value
+DEFAULT_ERRORS = {  # APIcast's own defaults, used only when the config has no error_* value (porta always has)
     "auth_missing": (401, "Authentication parameters missing"),
     "auth_failed": (403, "Authentication failed"),
     "no_match": (404, "No Mapping Rule matched"),
@@ -563,7 +564,8 @@ class Request:
                 return param
             if scheme == "Basic":
                 try:
-                    decoded = base64.b64decode(param, validate=True).decode()
+                    padded = param + "=" * (-len(param) % 4)  # ngx.decode_base64: padding optional
+                    decoded = base64.b64decode(padded, validate=True).decode()
                 except (ValueError, UnicodeDecodeError):
                     return None
                 pair = re.match(r"^(.*):(.*)$", decoded, re.S)  # greedy: the user part ends at the last ':'
