@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from maaslab.kubeclient import KubeClient, Resource
+from maaslab.kube.client import KubeClient, Resource
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = {"Backend": ("backends", "Synced"), "Product": ("products", "Synced"),

@@ -14,9 +14,11 @@ Host: 404 with an empty body.
 
 Per request (the policy chain, in order): `cors` (preflight answered here, CORS headers added
 to every response when the request has an Origin), `remove-bearer` (the workshop's custom
-policy: strips a leading "Bearer " from Authorization), `apicast` (credentials → 401, mapping
-rules → 404, authrep to the backend listener → 403/429 + Retry-After from the exceeded limit's
-period), `upstream_connection` (connect/send/read timeouts → 504; a refused/reset upstream → 502);
+policy: strips a leading "Bearer " from Authorization), `apicast` (absent credentials → the
+config's error_*_auth_missing, porta's 403 — APIcast's own 401 only when the config has no value;
+an empty credential is present and goes to authrep; no mapping rule → 404; authrep to the backend
+listener → 403/429 + Retry-After from the exceeded limit's period), `upstream_connection`
+(connect/send/read timeouts → 504; a refused/reset upstream → 502);
 any other policy is skipped with a WARN like APIcast's "failed to load policy". Then the call is
 proxied to the backend (longest `backend_api_configs` path prefix, prefix stripped like the
 routing policy) and the response is streamed back as it arrives (SSE stays incremental).
@@ -48,7 +50,7 @@ LOG = logging.getLogger("maaslab.apicast")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "trailers", "transfer-encoding", "upgrade", "host", "content-length", "expect"}
 BUILTIN_DEFAULT_TIMEOUT = 60.0  # nginx proxy_{connect,read,send}_timeout default
-DEFAULT_ERRORS = {  # APIcast's defaults when porta's proxy has no error_* value
+DEFAULT_ERRORS = {  # APIcast's own defaults, used only when the config has no error_* value (porta always has)
     "auth_missing": (401, "Authentication parameters missing"),
     "auth_failed": (403, "Authentication failed"),
     "no_match": (404, "No Mapping Rule matched"),
@@ -124,10 +126,12 @@ class Service:
         self.routes = sorted([r for r in routes if r[1]], key=lambda r: -len(r[0]))
 
     def error(self, kind: str, headers: dict[str, str] | None = None) -> Reject:
+        """The configuration's error_* values; APIcast's own default only where the config has none
+        (configuration.lua `proxy.error_x or default`: an empty string is a value in Lua, null is not)."""
         status, body = DEFAULT_ERRORS[kind]
-        status = int(self.proxy.get(f"error_status_{kind}") or status)
-        body = self.proxy.get(f"error_{kind}") or body
-        ctype = self.proxy.get(f"error_headers_{kind}") or "text/plain; charset=utf-8"
+        status = int(_value(self.proxy.get(f"error_status_{kind}"), status))
+        body = str(_value(self.proxy.get(f"error_{kind}"), body))
+        ctype = str(_value(self.proxy.get(f"error_headers_{kind}"), "text/plain; charset=utf-8"))
         return Reject(status, body.encode(), ctype, headers)
 
     def upstream_for(self, path: str) -> tuple[str, str] | None:
@@ -140,6 +144,10 @@ class Service:
         if self.proxy.get("api_backend"):
             return self.proxy["api_backend"], path
         return None
+
+
+def _value(v: Any, default: Any) -> Any:
+    return default if v is None else v
 
 
 def _port_of(url: str | None) -> int | None:
@@ -264,6 +272,11 @@ class APIcast:
                 self._warned.add(key)
                 LOG.warning("failed to load policy: %s version: %s (skipped)", *key)
 
+    def reload_production(self) -> None:
+        """Load the production configs now (the orchestrator, once its seed product is promoted:
+        a cluster found in steady state, not one whose gateway is still waiting for its refresh)."""
+        self._load_production()
+
     def _load_production(self) -> None:
         started = time.monotonic()
         services = self._fetch("production")
@@ -343,7 +356,7 @@ class APIcast:
 
     def _authorize(self, svc: Service, req: "Request") -> None:
         user_key = req.credentials(svc.proxy)
-        if not user_key:
+        if user_key is None:  # absent; an empty string is a credential and goes to the backend (proxy.lua)
             raise svc.error("auth_missing")
         usage: dict[str, int] = {}
         for rule in svc.rules:
@@ -530,32 +543,43 @@ class Request:
         self.body = body
 
     def header(self, name: str) -> str | None:
-        want = name.lower().replace("_", "-")  # nginx $http_x_y matches both x-y and x_y
+        """nginx `$http_<name>`: `-` and `_` alike, first occurrence; an empty header is "" (present)."""
+        want = name.lower().replace("_", "-")
         for k, v in self.headers.items():
             if k.lower().replace("_", "-") == want:
-                return v
+                return v.strip()
         return None
 
     def credentials(self, proxy: dict[str, Any]) -> str | None:
+        """service.lua `backend_version_credentials.version_1`. None = absent; "" is present, as any
+        string is true in Lua, and the backend then refuses it (403)."""
         location = proxy.get("credentials_location") or "query"
         name = proxy.get("auth_user_key") or "user_key"
         if location == "headers":
-            return self.header(name) or None
-        if location == "authorization":
-            auth = self.header("Authorization") or ""
-            scheme, _, value = auth.partition(" ")
+            return self.header(name)
+        if location == "authorization":  # resty/http_authorization.lua: userid or password or token
+            m = re.match(r"^([A-Za-z0-9]+)\s*(.*)$", self.header("Authorization") or "", re.S)
+            scheme, param = (m.group(1), m.group(2)) if m else (None, "")
             if scheme == "Bearer":
-                return value.strip() or None
+                return param
             if scheme == "Basic":
                 try:
-                    user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+                    padded = param + "=" * (-len(param) % 4)  # ngx.decode_base64: padding optional
+                    decoded = base64.b64decode(padded, validate=True).decode()
                 except (ValueError, UnicodeDecodeError):
                     return None
-                return user or password or None
-            return None
-        value = self.args.get(name)
+                pair = re.match(r"^(.*):(.*)$", decoded, re.S)  # greedy: the user part ends at the last ':'
+                return pair.group(1) if pair else None  # "" (":KEY") is a user id, so the key is not used
+            return None  # no scheme or another one: no credentials
+        value = self.arg(name)
         ctype = (self.header("Content-Type") or "").split(";")[0].strip().lower()
-        if not value and ctype == "application/x-www-form-urlencoded":
+        if value is None and self.method in ("POST", "PUT", "PATCH") and ctype == "application/x-www-form-urlencoded":
             value = dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)).get(name)
-        return value or None
+        return value
 
+    def arg(self, name: str) -> str | None:
+        """nginx `$arg_<name>`: case-insensitive name, first occurrence; `?user_key=` gives ""."""
+        for k, v in parse_qsl(self.query, keep_blank_values=True):
+            if k.lower() == name.lower():
+                return v
+        return None

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .context import LabContext
-from .kubeclient import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
+from .kube.client import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab")
 PACKAGE_CRDS = Path(__file__).parent / "crds"
@@ -110,6 +110,9 @@ class Lab:
         if not self.ctx.settings.get("seeded"):
             t = time.monotonic()
             self._seed_granite()
+            for comp in self.components:  # the gateway reads the promoted config like a pod started after it
+                if hasattr(comp, "reload_production"):
+                    comp.reload_production()
             self.ctx.settings["seeded"] = True
             self.timings["seed_granite"] = round(time.monotonic() - t, 3)
         self.timings["total"] = round(time.monotonic() - t0, 3)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import yaml
 
 from .context import LabContext, now_iso
-from .kubeclient import SECRETS, KeepAlive, KubeClient, KubeError, Resource
+from .kube.client import SECRETS, KeepAlive, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab.operator")
 DEBUG_HTTP = os.environ.get("THREESCALE_DEBUG") == "1"

@@ -1,241 +1,29 @@
-"""A vLLM-compatible model server (the OpenAI API subset vLLM serves), deterministic and tiny.
-
-What makes it behave like a real model server for our clients:
-* a real tokenizer (regex word/punctuation pieces, a fixed vocabulary with stable ids and a byte
-  fallback, so /tokenize, /detokenize and `usage` always agree);
-* a trigram language model trained at import on a small built-in corpus: temperature 0 is
-  deterministic and plausible ("San Francisco is a" -> " city in California known for ...");
-  temperature > 0 samples (reproducible with `seed`);
-* vLLM's response and error shapes, SSE streaming with `data: [DONE]`, FastAPI's OpenAPI 3.1
-  document at /openapi.json.
-
-Settings: `models` (served names), `max_model_len` (4096), `model_token_delay` (seconds per
-generated token, 0 by default: lets tests observe streaming). Faults (`ctx.faults.get("model")`):
-`delay` (seconds before answering), `down` (the connection is closed without any response, like
-a pod that died: clients see a reset / "RemoteDisconnected", APIcast answers 502),
-`error_rate` + `error_status` (vLLM-shaped error JSON with that status, default 500).
-"""
+"""ModelServer: vLLM's OpenAI-compatible HTTP API (routing, validation, SSE, errors, faults)."""
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
-import math
 import random
-import re
 import struct
 import time
 import uuid
-import zlib
-from collections import Counter, defaultdict
-from http import HTTPStatus
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-from .context import LabContext
-from .httpbase import JSONHandler, LabHTTPServer
+from ..context import LabContext
+from ..httpbase import JSONHandler, LabHTTPServer
+from .lm import LM, embed
+from .openapi import openapi_document
+from .tokenizer import chat_prompt, content_text, detokenize, tokenize
 
 LOG = logging.getLogger("maaslab.model")
 
 DEFAULT_MODELS = ["ibm-granite/granite-3.2-8b-instruct", "tinyllama/tinyllama-1.1b-chat-v1.0"]
 VLLM_VERSION = "0.8.5"
-EMBEDDING_DIM = 384
 
-# --------------------------------------------------------------------------------------------
-# Tokenizer
-# --------------------------------------------------------------------------------------------
-
-# Training text of the toy language model; every word in it is also in the vocabulary.
-CORPUS = """\
-San Francisco is a city in California known for its hilly terrain, iconic Golden Gate Bridge, and vibrant culture.
-The city is a major center of technology, finance and tourism on the west coast of the United States.
-Visitors ride the historic cable cars, walk across the bridge and eat fresh seafood near the bay.
-Paris is the capital of France and one of the most visited cities in the world.
-The river flows through the heart of the city, past museums, gardens and old stone bridges.
-Rome is an ancient city with a long history, famous for its ruins, churches and food.
-New York is a large city on the east coast, known for its tall buildings, busy streets and many theaters.
-A large language model is a neural network trained on a large amount of text to predict the next token.
-The model can answer questions, write code, summarize documents and translate between languages.
-Models as a Service lets every team use the same models through a secure API gateway.
-An API gateway checks the key of each request, counts the usage and forwards the call to the model server.
-Each application gets its own key, and the plan of the application sets the limits of its usage.
-The developer portal shows the documentation, the endpoint and the key of each application.
-OpenShift runs the model server in a container, and the route exposes the service over HTTPS.
-The weather today is sunny and warm, with a light wind from the sea.
-Good software is simple, tested and easy to change, and it does one thing well.
-Python is a popular programming language known for its clear syntax and large community.
-Hello, I am a helpful assistant, and I am happy to help you with your question.
-The answer depends on the context, but here is a short and clear explanation.
-"""
-
-EXTRA_WORDS = """a an the is are was be to of in on at for with by from as and or not no yes it this that
-what who how why when where which i you we they he she my your our their me us them do does can will would
-should could may might have has had hello hi thanks please ok help tell write explain list give show make
-one two three first second next last new old good bad big small more most less many much some any all
-time day year world model models token tokens text code data api key service services request response
-user users chat completion completions embedding embeddings test example question answer story poem joke
-""".split()
-
-SPECIAL_TOKENS = ["<unk>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"]
-EOS_ID = 1
-PUNCT = list(".,!?;:'\"()[]{}-/&%$#@*+=<>_`~|\\^")
-# Pieces: chat specials, words and single digits with an optional leading space, single
-# punctuation with an optional leading space, newlines, any other whitespace char.
-PIECE_RE = re.compile(r"<\|[a-z]+\|>| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]|\n|\s")
-
-
-def _build_vocab() -> tuple[dict[str, int], list[str]]:
-    words = set(re.findall(r"[A-Za-z]+", CORPUS)) | set(EXTRA_WORDS)
-    words |= {w.capitalize() for w in words}
-    pieces: set[str] = set()
-    for w in list(words) + PUNCT + [str(d) for d in range(10)]:
-        pieces.update((w, " " + w))
-    pieces.update(("\n", " ", "\t"))
-    id_to_piece = SPECIAL_TOKENS + [f"<0x{b:02X}>" for b in range(256)] + sorted(pieces)
-    return {p: i for i, p in enumerate(id_to_piece)}, id_to_piece
-
-
-VOCAB, ID_TO_PIECE = _build_vocab()
-BYTE_BASE = len(SPECIAL_TOKENS)
-FIRST_WORD_ID = BYTE_BASE + 256
-
-
-def tokenize(text: str) -> list[int]:
-    ids: list[int] = []
-    for piece in PIECE_RE.findall(text):
-        tid = VOCAB.get(piece)
-        if tid is not None:
-            ids.append(tid)
-        else:  # byte fallback keeps every string encodable and decodable
-            ids.extend(BYTE_BASE + b for b in piece.encode("utf-8"))
-    return ids
-
-
-def detokenize(ids: list[int], skip_special_tokens: bool = True) -> str:
-    out = bytearray()
-    for tid in ids:
-        if tid < 0 or tid >= len(ID_TO_PIECE):
-            raise ValueError(f"token id {tid} is out of vocabulary")
-        if tid < BYTE_BASE:
-            if not skip_special_tokens:
-                out += ID_TO_PIECE[tid].encode()
-        elif tid < FIRST_WORD_ID:
-            out.append(tid - BYTE_BASE)
-        else:
-            out += ID_TO_PIECE[tid].encode()
-    return out.decode("utf-8", errors="replace")
-
-
-def chat_prompt(messages: list[dict[str, Any]]) -> str:
-    """The chat template (granite-like role markers, which are special tokens)."""
-    parts = [f"<|{m['role']}|>\n{_content_text(m.get('content'))}\n" for m in messages]
-    return "".join(parts) + "<|assistant|>\n"
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    raise ValueError("message content must be a string or a list of content parts")
-
-
-# --------------------------------------------------------------------------------------------
-# Language model: word trigrams with back-off, trained on CORPUS
-# --------------------------------------------------------------------------------------------
-
-def _norm(piece: str) -> str:
-    return piece.strip().lower()
-
-
-class TrigramLM:
-    def __init__(self, corpus: str):
-        self.next: dict[tuple[str, ...], Counter] = defaultdict(Counter)
-        self.starts: list[list[str]] = []
-        for line in corpus.splitlines():
-            pieces = [p for p in PIECE_RE.findall(line) if p.strip()]
-            if not pieces:
-                continue
-            pieces[0] = pieces[0].lstrip()
-            self.starts.append(pieces)
-            seq = ["<s>"] + pieces + ["</s>"]
-            for i in range(1, len(seq)):
-                nxt = seq[i] if seq[i] == "</s>" or seq[i] in PUNCT else " " + seq[i].lstrip()
-                for order in (3, 2, 1):
-                    if i - order >= 0:
-                        self.next[tuple(_norm(p) for p in seq[i - order:i])][nxt] += 1
-
-    def candidates(self, history: list[str]) -> Counter:
-        words = [_norm(p) for p in history if p.strip()]
-        for order in (3, 2, 1):
-            if len(words) >= order:
-                c = self.next.get(tuple(words[-order:]))
-                if c:
-                    return c
-        return Counter()
-
-    def generate(self, context: str, max_tokens: int, temperature: float, seed: int | None,
-                 fresh_start: bool) -> tuple[list[str], str]:
-        """Return (pieces, finish_reason). Each piece is exactly one vocabulary token."""
-        key = zlib.crc32(context.encode())
-        rng = random.Random(seed if seed is not None else (key if temperature == 0 else None))
-        history = [p for p in PIECE_RE.findall(context) if p.strip()]
-        sentences_left = 1 + key % 3  # how long the answer wants to be before end-of-text
-        out: list[str] = []
-        if fresh_start:  # chat: answer with the corpus sentence sharing most words with the question
-            asked = {_norm(p) for p in history if p.strip() and p.strip() not in PUNCT}
-            best = max(self.starts, key=lambda s: (len(asked & {_norm(p) for p in s}), -self.starts.index(s)))
-            history = ["<s>", best[0]]
-            out.append(best[0])
-        while len(out) < max_tokens:
-            cands = self.candidates(history)
-            cands = Counter({p: n for p, n in cands.items() if p != "</s>"}) or cands
-            if not cands or list(cands) == ["</s>"]:
-                # back to a new sentence, chosen by the context (deterministic at temperature 0)
-                piece = " " + self.starts[(key + len(out)) % len(self.starts)][0]
-            elif temperature == 0:
-                piece = min(cands, key=lambda p: (-cands[p], zlib.crc32((p + str(key)).encode())))
-            else:
-                items = sorted(cands.items())
-                weights = [n ** (1.0 / temperature) for _, n in items]
-                piece = rng.choices([p for p, _ in items], weights)[0]
-            if not out and fresh_start is False and context.endswith((" ", "\n")):
-                piece = piece.lstrip() or piece
-            out.append(piece)
-            history.append(piece)
-            if piece in (".", "!", "?"):
-                sentences_left -= 1
-                if sentences_left == 0:
-                    return out, "stop"
-        return out, "length"
-
-
-LM = TrigramLM(CORPUS)
-
-
-@functools.lru_cache(maxsize=4096)
-def _token_vector(tid: int) -> tuple[float, ...]:
-    rng = random.Random(tid * 7919 + 17)
-    return tuple(rng.gauss(0.0, 1.0) for _ in range(EMBEDDING_DIM))
-
-
-def embed(ids: list[int]) -> list[float]:
-    """Deterministic bag-of-tokens embedding, L2-normalised (similar texts -> similar vectors)."""
-    acc = [0.0] * EMBEDDING_DIM
-    for tid in ids:
-        for i, v in enumerate(_token_vector(tid)):
-            acc[i] += v
-    norm = math.sqrt(sum(v * v for v in acc)) or 1.0
-    return [v / norm for v in acc]
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP API
-# --------------------------------------------------------------------------------------------
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, etype: str | None = None):
@@ -526,7 +314,7 @@ class ModelServer:
             if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool", "developer"):
                 raise APIError(400, f"invalid message: {m!r}")
             try:
-                _content_text(m.get("content"))
+                content_text(m.get("content"))
             except ValueError as e:
                 raise APIError(400, str(e)) from None
         return msgs
@@ -538,7 +326,7 @@ class ModelServer:
         plen = len(tokenize(prompt))
         max_tokens = self._limits(body, plen, None)
         n = self._num(body, "n", 1, int, 1)
-        question = next((_content_text(m.get("content")) for m in reversed(msgs) if m["role"] == "user"), "")
+        question = next((content_text(m.get("content")) for m in reversed(msgs) if m["role"] == "user"), "")
         runs = [self._run(question, body, max_tokens, i, fresh=True) for i in range(n)]
         rid, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
         usage = self._usage(plen, sum(len(r[1]) for r in runs))
@@ -599,98 +387,3 @@ class ModelServer:
 
     def openapi(self):
         return openapi_document()
-
-
-# --------------------------------------------------------------------------------------------
-# /openapi.json as FastAPI (OpenAPI 3.1, JSON Schema 2020-12 idioms) emits it for vLLM
-# --------------------------------------------------------------------------------------------
-
-def _opt(schema: dict[str, Any], title: str, default: Any = None) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}], "title": title, "default": default}
-
-
-@functools.lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
-    text_or_list = {"anyOf": [{"type": "string"}, {"items": {"type": "string"}, "type": "array"},
-                              {"items": {"type": "integer"}, "type": "array"}]}
-    schemas = {
-        "CompletionRequest": {"type": "object", "title": "CompletionRequest", "required": ["prompt"], "properties": {
-            "model": _opt({"type": "string"}, "Model"),
-            "prompt": {**text_or_list, "title": "Prompt"},
-            "max_tokens": _opt({"type": "integer", "exclusiveMinimum": 0}, "Max Tokens", 16),
-            "temperature": _opt({"type": "number", "minimum": 0}, "Temperature"),
-            "n": {"type": "integer", "title": "N", "default": 1},
-            "seed": _opt({"type": "integer"}, "Seed"),
-            "stop": _opt({"anyOf": [{"type": "string"}, {"items": {"type": "string"}, "type": "array"}]}, "Stop", []),
-            "stream": _opt({"type": "boolean"}, "Stream", False),
-            "stream_options": _opt(ref("StreamOptions"), "Stream Options")},
-            "additionalProperties": True},
-        "ChatCompletionRequest": {"type": "object", "title": "ChatCompletionRequest", "required": ["messages"],
-                                  "properties": {
-            "messages": {"items": {"type": "object", "additionalProperties": True}, "type": "array",
-                         "title": "Messages"},
-            "model": _opt({"type": "string"}, "Model"),
-            "max_tokens": _opt({"type": "integer"}, "Max Tokens"),
-            "max_completion_tokens": _opt({"type": "integer"}, "Max Completion Tokens"),
-            "temperature": _opt({"type": "number"}, "Temperature"),
-            "n": _opt({"type": "integer"}, "N", 1),
-            "seed": _opt({"type": "integer", "maximum": 9223372036854775807,
-                          "minimum": -9223372036854775808}, "Seed"),
-            "stream": _opt({"type": "boolean"}, "Stream", False),
-            "stream_options": _opt(ref("StreamOptions"), "Stream Options")},
-            "additionalProperties": True},
-        "StreamOptions": {"type": "object", "title": "StreamOptions", "properties": {
-            "include_usage": _opt({"type": "boolean"}, "Include Usage", True),
-            "continuous_usage_stats": _opt({"type": "boolean"}, "Continuous Usage Stats", False)},
-            "additionalProperties": True},
-        "EmbeddingCompletionRequest": {"type": "object", "title": "EmbeddingCompletionRequest", "required": ["input"],
-                                       "properties": {
-            "model": _opt({"type": "string"}, "Model"),
-            "input": {**text_or_list, "title": "Input"},
-            "encoding_format": {"type": "string", "enum": ["float", "base64"], "title": "Encoding Format",
-                                "default": "float"},
-            "dimensions": _opt({"type": "integer"}, "Dimensions")}, "additionalProperties": True},
-        "TokenizeCompletionRequest": {"type": "object", "title": "TokenizeCompletionRequest", "required": ["prompt"],
-                                      "properties": {"model": _opt({"type": "string"}, "Model"),
-                                                     "prompt": {"type": "string", "title": "Prompt"},
-                                                     "add_special_tokens": {"type": "boolean", "default": True,
-                                                                            "title": "Add Special Tokens"}},
-                                      "additionalProperties": True},
-        "DetokenizeRequest": {"type": "object", "title": "DetokenizeRequest", "required": ["tokens"], "properties": {
-            "model": _opt({"type": "string"}, "Model"),
-            "tokens": {"items": {"type": "integer"}, "type": "array", "title": "Tokens"}},
-            "additionalProperties": True},
-        "ValidationError": {"type": "object", "title": "ValidationError", "required": ["loc", "msg", "type"],
-                            "properties": {
-            "loc": {"items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}, "type": "array",
-                    "title": "Location"},
-            "msg": {"type": "string", "title": "Message"}, "type": {"type": "string", "title": "Error Type"}}},
-        "HTTPValidationError": {"type": "object", "title": "HTTPValidationError", "properties": {
-            "detail": {"items": ref("ValidationError"), "type": "array", "title": "Detail"}}},
-    }
-
-    def op(op_id: str, summary: str, body: str | None = None) -> dict[str, Any]:
-        o: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": {
-            "200": {"description": "Successful Response", "content": {"application/json": {"schema": {}}}}}}
-        if body:
-            o["requestBody"] = {"content": {"application/json": {"schema": ref(body)}}, "required": True}
-            o["responses"]["422"] = {"description": "Validation Error", "content": {
-                "application/json": {"schema": ref("HTTPValidationError")}}}
-        return o
-
-    paths = {
-        "/health": {"get": op("health_health_get", "Health")},
-        "/tokenize": {"post": op("tokenize_tokenize_post", "Tokenize", "TokenizeCompletionRequest")},
-        "/detokenize": {"post": op("detokenize_detokenize_post", "Detokenize", "DetokenizeRequest")},
-        "/v1/models": {"get": op("show_available_models_v1_models_get", "Show Available Models")},
-        "/version": {"get": op("show_version_version_get", "Show Version")},
-        "/v1/chat/completions": {"post": op("create_chat_completion_v1_chat_completions_post",
-                                            "Create Chat Completion", "ChatCompletionRequest")},
-        "/v1/completions": {"post": op("create_completion_v1_completions_post", "Create Completion",
-                                       "CompletionRequest")},
-        "/v1/embeddings": {"post": op("create_embedding_v1_embeddings_post", "Create Embedding",
-                                      "EmbeddingCompletionRequest")},
-    }
-    return {"openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"}, "paths": paths,
-            "components": {"schemas": schemas}}
