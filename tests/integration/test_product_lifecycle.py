@@ -211,7 +211,8 @@ def run_smoke(lab_env, tmp_path, endpoint, key, timeout):
     book = tmp_path / ("smoke-%s.yml" % uuid.uuid4().hex[:6])
     book.write_text(SMOKE_PLAY.format(endpoint=endpoint, key=key, timeout=timeout))
     t0 = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(book)], cwd=REPO,
+    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(book),
+                           "-e", "ansible_python_interpreter=" + sys.executable], cwd=REPO,
                           env=dict(lab_env, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, check=False)
     return proc, time.monotonic() - t0
 
@@ -251,13 +252,16 @@ def test_smoke_test_fails_fast_when_credentials_are_missing(lab_env, porta, tmp_
 
     proc, elapsed = run_smoke(lab_env, tmp_path, endpoint, key, timeout=120)
     assert proc.returncode == 2, proc.stdout[-3000:]
-    assert "Authentication parameters missing" in proc.stdout
+    assert "Authentication parameters missing" in proc.stdout, proc.stdout[-3000:]
     assert "the gateway found no key where the product expects it" in proc.stdout
     assert elapsed < 30, f"the smoke test took {elapsed:.0f}s instead of failing at once"
     assert key not in proc.stdout + proc.stderr
 
-    # A key the backend does not know: "Authentication failed" is retried until the timeout.
-    proc, elapsed = run_smoke(lab_env, tmp_path, endpoint, "0" * 32, timeout=3)
+    # A key the backend does not know, where the product does look (the seeded workshop product):
+    # "Authentication failed" is retried until the timeout.
+    granite = porta.product("granite-3dot2-8b-instruct")
+    granite_endpoint = porta.req("GET", "/services/%s/proxy.json" % granite["id"])[1]["proxy"]["endpoint"]
+    proc, elapsed = run_smoke(lab_env, tmp_path, granite_endpoint, "0" * 32, timeout=3)
     assert proc.returncode == 2
     assert "Authentication failed" in proc.stdout and "found no key" not in proc.stdout
     assert elapsed >= 3
