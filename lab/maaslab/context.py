@@ -112,6 +112,8 @@ class Faults:
                     "path_regex": "^/admin/api/accounts"},
        "model":    {"delay": 2.0, "down": false, "error_rate": 0.0, "error_status": 500},
        "operator": {"delay": 0.5, "fail": {"Product/3scale/tinyllama": "injected failure"}}}
+    Any component may add "max_count": N: at most N faults of that component fire (through `fire`)
+    until faults.json changes again, so a test can make exactly the first matching call fail.
     """
 
     def __init__(self, path: Path):
@@ -120,6 +122,7 @@ class Faults:
         self._data: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._rng = random.Random()
+        self._fired: dict[str, int] = {}
 
     def get(self, component: str) -> dict[str, Any]:
         with self._lock:
@@ -129,6 +132,7 @@ class Faults:
                 self._data, self._mtime = {}, None
                 return {}
             if mtime != self._mtime:
+                self._fired = {}
                 try:
                     self._data = json.loads(self.path.read_text() or "{}")
                 except ValueError:
@@ -139,6 +143,17 @@ class Faults:
 
     def chance(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
+
+    def fire(self, component: str, rate: float) -> bool:
+        """`chance(rate)`, within the component's `max_count` budget (counted since the switches last changed)."""
+        limit = self.get(component).get("max_count")
+        with self._lock:
+            if limit is not None and self._fired.get(component, 0) >= int(limit):
+                return False
+            if not (rate > 0 and self._rng.random() < rate):
+                return False
+            self._fired[component] = self._fired.get(component, 0) + 1
+            return True
 
 
 @dataclass
