@@ -51,6 +51,18 @@ PROXY_FIELDS_STR = ("api_backend", "auth_user_key", "auth_app_id", "auth_app_key
                     "secret_token", "hostname_rewrite", "api_test_path", "oidc_issuer_endpoint", "oidc_issuer_type")
 PROXY_FIELDS_INT = ("error_status_auth_failed", "error_status_auth_missing", "error_status_no_match",
                     "error_status_limits_exceeded")
+# porta db/schema.rb `proxies` column defaults: every new proxy row starts with these
+PROXY_DEFAULTS = {
+    "credentials_location": "query", "auth_user_key": "user_key", "auth_app_id": "app_id", "auth_app_key": "app_key",
+    "error_auth_failed": "Authentication failed", "error_status_auth_failed": 403,
+    "error_headers_auth_failed": "text/plain; charset=us-ascii",
+    "error_auth_missing": "Authentication parameters missing", "error_status_auth_missing": 403,
+    "error_headers_auth_missing": "text/plain; charset=us-ascii",
+    "error_no_match": "No Mapping Rule matched", "error_status_no_match": 404,
+    "error_headers_no_match": "text/plain; charset=us-ascii",
+    "error_limits_exceeded": "Usage limit exceeded", "error_status_limits_exceeded": 429,
+    "error_headers_limits_exceeded": "text/plain; charset=us-ascii",
+}
 UNAVAILABLE_503 = (b"<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n"
                    b"</body></html>\n")
 
@@ -532,16 +544,7 @@ class Porta:
         taken = self.used_ports()
         prod, stage = self.alloc_port(taken), self.alloc_port(taken)
         proxy = {"endpoint": f"http://127.0.0.1:{prod}", "sandbox_endpoint": f"http://127.0.0.1:{stage}",
-                 "api_backend": None, "credentials_location": "query", "auth_user_key": "user_key",
-                 "auth_app_id": "app_id", "auth_app_key": "app_key",
-                 "error_auth_failed": "Authentication failed", "error_status_auth_failed": 403,
-                 "error_headers_auth_failed": "text/plain; charset=us-ascii",
-                 "error_auth_missing": "Authentication parameters missing", "error_status_auth_missing": 401,
-                 "error_headers_auth_missing": "text/plain; charset=us-ascii",
-                 "error_no_match": "No Mapping Rule matched", "error_status_no_match": 404,
-                 "error_headers_no_match": "text/plain; charset=us-ascii",
-                 "error_limits_exceeded": "Limits exceeded", "error_status_limits_exceeded": 429,
-                 "error_headers_limits_exceeded": "text/plain; charset=us-ascii",
+                 "api_backend": None, **PROXY_DEFAULTS,
                  "secret_token": "Shared_secret_sent_from_proxy_to_API_backend_" + secrets.token_hex(8),
                  "api_test_path": "/", "lock_version": 0, "created_at": now, "updated_at": now}
         svc = st.insert("service", {

@@ -772,3 +772,22 @@ def test_method_used_by_latest_gateway_configuration_cannot_be_deleted(lab):
     r = lab.delete(bpath)
     assert (r.status_code, r.json()["errors"]["base"]) == (
         403, ["Method is used by the latest gateway configuration and cannot be deleted"])
+
+
+def test_proxy_column_defaults(lab):
+    """A new product's proxy row carries porta's column defaults, shown by proxy.json and copied into
+    the deployed config (APIcast answers with them). Upstream: porta db/schema.rb (create_table "proxies")."""
+    sid = new_product(lab, "Defaults Product")["id"]
+    proxy = lab.ok("GET", f"/admin/api/services/{sid}/proxy.json")["proxy"]
+    expected = {
+        "credentials_location": "query", "auth_user_key": "user_key", "auth_app_id": "app_id",
+        "auth_app_key": "app_key", "error_auth_failed": "Authentication failed", "error_status_auth_failed": 403,
+        "error_auth_missing": "Authentication parameters missing", "error_status_auth_missing": 403,
+        "error_no_match": "No Mapping Rule matched", "error_status_no_match": 404,
+        "error_limits_exceeded": "Usage limit exceeded", "error_status_limits_exceeded": 429}
+    for kind in ("auth_failed", "auth_missing", "no_match", "limits_exceeded"):
+        expected[f"error_headers_{kind}"] = "text/plain; charset=us-ascii"
+    assert {k: proxy.get(k) for k in expected} == expected
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    content = lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]["content"]
+    assert {k: content["proxy"].get(k) for k in expected} == expected
