@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from ..context import LabContext, free_port, now_iso
 from ..httpbase import LabHTTPServer
 from .db import Store
-from . import active_docs, users  # noqa: F401 (importing a module registers its routes)
+from . import account_plans, active_docs, stats, tenant  # noqa: F401 (importing a module registers its routes)
 from .accounts import AccountsMixin
 from .applications import ApplicationsMixin
 from .backend_listener import BackendListenerMixin
@@ -34,9 +34,10 @@ from .proxy import ProxyMixin
 from .representers import RepresentersMixin
 from .server import LOG, AdminHandler, BackendHandler, ServerMixin, not_found
 from .services import ServicesMixin
+from .users import UsersMixin
 
 
-class Porta(ServerMixin, RepresentersMixin, AccountsMixin, ServicesMixin, MetricsMixin, BackendsMixin,
+class Porta(ServerMixin, RepresentersMixin, AccountsMixin, UsersMixin, ServicesMixin, MetricsMixin, BackendsMixin,
             ProxyMixin, ApplicationsMixin, BackendListenerMixin):
     """Admin API (HTTPS, ctx.urls["porta"]) + backend listener (HTTP, ctx.urls["backend"])."""
 
@@ -100,14 +101,23 @@ class Porta(ServerMixin, RepresentersMixin, AccountsMixin, ServicesMixin, Metric
     def _seed(self) -> None:
         st = self.store
         now = now_iso()
-        tenant = self.ctx.settings.get("tenant", "3scale")
+        tenant_name = self.ctx.settings.get("tenant", "3scale")
         st.insert("provider", {
-            "org_name": tenant, "state": "approved", "created_at": now, "updated_at": now,
-            "admin_domain": f"{tenant}-admin.apps.maaslab.local", "domain": f"{tenant}.apps.maaslab.local",
-            "from_email": f"no-reply@{tenant}.apps.maaslab.local",
-            "support_email": f"admin@{tenant}.apps.maaslab.local",
-            "finance_support_email": f"admin@{tenant}.apps.maaslab.local",
+            "org_name": tenant_name, "state": "approved", "created_at": now, "updated_at": now,
+            "admin_domain": f"{tenant_name}-admin.apps.maaslab.local", "domain": f"{tenant_name}.apps.maaslab.local",
+            "from_email": f"no-reply@{tenant_name}.apps.maaslab.local",
+            "support_email": f"admin@{tenant_name}.apps.maaslab.local",
+            "finance_support_email": f"admin@{tenant_name}.apps.maaslab.local",
             "site_access_code": secrets.token_hex(5)})
+        provider = self.provider()
+        # the tenant's admin user (system-seed ADMIN_USER / ADMIN_PASSWORD)
+        self.new_user(provider["id"], {"username": "admin", "email": f"admin@{tenant_name}.apps.maaslab.local",
+                                       "password": self.ctx.secret("admin_password")}, "admin", "active",
+                      provider=True)
+        # Logic::ProviderSignup: a default account plan; the sample product's "Default" service plan and
+        # "Basic" application plan are the defaults, so an API signup subscribes and gets an application
+        st.insert("plan", dict(self._plan_data("AccountPlan", None, {"name": "Default", "state_event": "publish"}),
+                               default=True))
         svc = self._create_service({"name": "API", "system_name": "api", "description": "Echo API"}, default=True)
         backend = st.insert("backend_api", {"name": "API Backend", "system_name": "api_backend",
                                             "description": "Echo API backend",
@@ -117,10 +127,17 @@ class Porta(ServerMixin, RepresentersMixin, AccountsMixin, ServicesMixin, Metric
                              "description": "Number of API hits"}, "backend_api", backend["id"])
         st.insert("backend_usage", {"service_id": svc["id"], "backend_id": backend["id"], "path": "/"})
         for name in ("Basic", "Unlimited"):
-            st.insert("plan", self._plan_data("ApplicationPlan", svc["id"], {"name": name, "state_event": "publish"}))
+            st.insert("plan", dict(self._plan_data("ApplicationPlan", svc["id"], {"name": name,
+                                                                                  "state_event": "publish"}),
+                                   default=name == "Basic"))
+        for sp in st.all("plan", type="ServicePlan", service_id=svc["id"]):
+            sp["default"] = True
+            st.save("plan", sp)
+        # the workshop's developers: signed up like an API signup, but with the workshop password
+        # "openshift" even under `--porta-release next` (seed=True skips the 15-character policy)
         for i in range(1, int(self.ctx.settings.get("users", 5)) + 1):
             self._signup({"org_name": f"user{i}", "username": f"user{i}", "email": f"user{i}@example.com",
-                          "password": "openshift"})
+                          "password": "openshift"}, seed=True)
 
     # ------------------------------------------------------------------ helpers: lookups
     def need(self, kind: str, oid: Any, **match: Any) -> dict:

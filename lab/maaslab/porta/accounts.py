@@ -2,55 +2,54 @@
 signups_controller, service_contracts_controller, buyers_service_contracts)."""
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
 
 from ..context import now_iso
 from .server import A, ID, created, invalid, not_found, paginate, Reply, Req, route, to_int
 
 
 class AccountsMixin:
-    def _signup(self, p: dict) -> dict:
+    def _signup(self, p: dict, seed: bool = False) -> dict:
+        """POST /admin/api/signup (Signup::DeveloperAccountManager, minimal signup): an approved account,
+        its admin user (`active` only when a password is given), the default or given account plan,
+        and per product the given or default service plan plus the default application plan, which
+        gets an application "API signup" (app/lib/signup/plans_with_defaults.rb).
+        `seed`: the lab's seeded developers are written as an import would, without the password policy."""
         st = self.store
         errors: dict[str, list[str]] = {}
-        for f in ("org_name", "username", "email"):
-            if not str(p.get(f) or "").strip():
-                errors.setdefault(f, []).append("can't be blank")
-        email = str(p.get("email") or "")
-        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
-            errors.setdefault("email", []).append("should look like an email address")
-        users = st.all("user")
-        if p.get("username") and any(u["username"] == p["username"] for u in users):
-            errors.setdefault("username", []).append("has already been taken")
-        if email and any(u["email"].lower() == email.lower() for u in users):
-            errors.setdefault("email", []).append("has already been taken")
+        if not str(p.get("org_name") or "").strip():
+            errors["org_name"] = ["can't be blank"]
+        user_p = {k: p.get(k) for k in ("username", "email", "password")}
+        if seed:
+            user_p.pop("password")
+        errors.update(self.user_errors(user_p, None, self.buyer_users(), minimal=True))
         if errors:
             raise Reply(422, {"errors": errors})
+        selected = []
+        for f in ("account_plan_id", "service_plan_id", "application_plan_id"):
+            if p.get(f) not in (None, ""):
+                plan = st.get("plan", p[f])
+                if plan is None or plan["type"] != {"account_plan_id": "AccountPlan", "service_plan_id": "ServicePlan",
+                                                    "application_plan_id": "ApplicationPlan"}[f]:
+                    raise not_found()
+                selected.append(plan)
+        account_plan = next((x for x in selected if x["type"] == "AccountPlan"), None) or \
+            st.first("plan", type="AccountPlan", default=True)
         now = now_iso()
         acc = st.insert("account", {"org_name": str(p["org_name"]), "state": "approved", "created_at": now,
-                                    "updated_at": now})
-        salt = secrets.token_hex(8)
-        pw = str(p.get("password") or "")
-        st.insert("user", {"account_id": acc["id"], "username": str(p["username"]), "email": email, "role": "admin",
-                           "state": "active", "created_at": now, "updated_at": now, "salt": salt,
-                           "password_sha256": hashlib.sha256((salt + pw).encode()).hexdigest()})
-        # subscribe to the given or the default service plans, as porta's signup does
-        plans = []
-        if p.get("service_plan_id"):
-            sp = st.get("plan", p["service_plan_id"])
-            if not sp or sp["type"] != "ServicePlan":
-                raise not_found()
-            plans.append(sp)
-        else:
-            plans = [sp for sp in st.all("plan", type="ServicePlan", default=True)]
-        for sp in plans:
+                                    "updated_at": now, "account_plan_id": (account_plan or {}).get("id")})
+        password = str(p.get("password") or "")
+        self.new_user(acc["id"], {**p, "password": password}, "admin", "active" if password else "pending")
+        for svc in self.services():
+            sp = next((x for x in selected if x["type"] == "ServicePlan" and x["service_id"] == svc["id"]), None) or \
+                next(iter(st.all("plan", type="ServicePlan", service_id=svc["id"], default=True)), None)
+            if sp is None:  # no service plan: no application plan either
+                continue
             self._subscribe(acc, sp)
-        if p.get("application_plan_id"):
-            ap = st.get("plan", p["application_plan_id"])
-            if not ap or ap["type"] != "ApplicationPlan":
-                raise not_found()
-            self._create_app(acc, ap, {"name": f"{acc['org_name']}'s App"})
+            ap = next((x for x in selected if x["type"] == "ApplicationPlan" and x["service_id"] == svc["id"]),
+                      None) or next(iter(st.all("plan", type="ApplicationPlan", service_id=svc["id"], default=True)),
+                                    None)
+            if ap is not None:
+                self._create_app(acc, ap, {"name": "API signup", "description": "API signup"})
         return acc
 
     def _subscribe(self, acc: dict, sp: dict) -> dict:
@@ -108,13 +107,13 @@ def accounts_list(api, req: Req):
 
 @route("GET", A + "/accounts/find")
 def accounts_find(api, req: Req):
-    users = api.store.all("user")
+    users = api.buyer_users()
     if req.get("username"):
         u = next((x for x in users if x["username"] == req.get("username")), None)
     elif req.get("user_id"):
         u = next((x for x in users if x["id"] == to_int(req.get("user_id"))), None)
     elif req.get("email"):
-        u = next((x for x in users if x["email"].lower() == str(req.get("email")).lower()), None)
+        u = next((x for x in users if x["email"] == str(req.get("email"))), None)  # case-sensitive (utf8mb3_bin)
     else:
         u = None
     acc = api.store.get("account", u["account_id"]) if u else None

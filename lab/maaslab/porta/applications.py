@@ -2,13 +2,12 @@
 buyers_applications_controller, stats/data/applications_controller)."""
 from __future__ import annotations
 
-import datetime
 import re
 import secrets
 from typing import Any
+from urllib.parse import unquote
 
 from ..context import now_iso
-from .db import iso, period_bounds
 from .server import A, ID, USER_KEY_RE, created, invalid, not_found, paginate, Reply, Req, route, to_int
 
 
@@ -40,11 +39,13 @@ class ApplicationsMixin:
             if st.first("application", application_id=app_id):
                 raise invalid("application_id", "has already been taken")
         now = now_iso()
+        # Cinstance#create_first_key: app_id/app_key products get one generated application key
+        keys = [{"value": secrets.token_hex(16), "created_at": now, "updated_at": now}] if app_id else []
         return st.insert("application", {
             "account_id": acc["id"], "plan_id": plan["id"], "service_id": svc["id"], "name": p.get("name"),
             "description": p.get("description"), "user_key": user_key, "application_id": app_id,
             "state": "pending" if plan["approval_required"] else "live", "created_at": now, "updated_at": now,
-            "first_traffic_at": None, "first_daily_traffic_at": None})
+            "first_traffic_at": None, "first_daily_traffic_at": None, "keys": keys})
 
 
 # ---- applications
@@ -148,9 +149,8 @@ TRANSITIONS = {"suspend": ({"live"}, "suspended"), "resume": ({"suspended"}, "li
 def app_transition(api, req: Req, aid, id, event):
     app = need_app(api, aid, id)
     sources, target = TRANSITIONS[event]
-    if app["state"] not in sources:
-        raise Reply(422, {"error": {"from": app["state"], "event": event,
-                                    "error": f"State cannot transition via \"{event}\"", "object": "application"}})
+    if app["state"] not in sources:  # porta/CONTRACT.md §11.6
+        raise invalid("state", f'cannot transition via "{event}"')
     app.update(state=target, updated_at=now_iso())
     return {"application": api.app_json(api.store.save("application", app))}
 
@@ -168,50 +168,58 @@ def app_change_plan(api, req: Req, aid, id):
     return {"application_plan": api.plan_json(plan)}
 
 
-# ---- analytics
-STATS_GRANULARITY = {"minute": None, "hour": "minute", "day": "hour", "week": "day", "month": "day",
-                     "year": "month"}
-STEP = {"minute": datetime.timedelta(minutes=1), "hour": datetime.timedelta(hours=1), "day": datetime.timedelta(days=1)}
+# ---- application keys (porta admin/api/buyer_application_keys_controller.rb, app/models/application_key.rb)
+KEYS = APPS + r"/(?P<id>\d+)/keys"
+KEYS_LIMIT = 5
+KEY_RE = re.compile(r"\A[\x21-\x7e]+\Z")
 
 
-@route("GET", "/stats/applications/" + ID + "/usage")
-def app_usage(api, req: Req, id):
-    app = api.need("application", id)
-    if not req.get("metric_name"):
-        raise invalid("metric_name", "can't be blank")
-    period = str(req.get("period") or "month")
-    if period not in STATS_GRANULARITY:
-        raise invalid("period", "is not included in the list")
-    metrics = api.store.all("metric", owner="service", owner_id=app["service_id"])
-    m = next((x for x in metrics if x["system_name"] == req.get("metric_name")), None)
-    if m is None:
+def key_json(api, app: dict, k: dict) -> dict:
+    return {"key": {"value": k["value"], "created_at": k["created_at"], "updated_at": k["updated_at"],
+                    "links": api.links(("application",
+                                        f"/admin/api/accounts/{app['account_id']}/applications/{app['id']}"))}}
+
+
+@route("GET", KEYS)
+def keys_list(api, req: Req, aid, id):
+    app = need_app(api, aid, id)
+    return {"keys": [key_json(api, app, k) for k in app.get("keys") or []]}
+
+
+@route("POST", KEYS)
+def key_create(api, req: Req, aid, id):
+    app = need_app(api, aid, id)
+    keys = app.setdefault("keys", [])
+    value = str(req.get("key")) if req.get("key") not in (None, "") else secrets.token_hex(16)
+    errors = []
+    if not KEY_RE.match(value):
+        errors.append(("value", "is invalid"))
+    if not 5 <= len(value) <= 255:
+        errors.append(("value", "is too short (minimum is 5 characters)" if len(value) < 5 else
+                       "is too long (maximum is 255 characters)"))
+    if any(k["value"].lower() == value.lower() for k in keys):
+        errors.append(("value", "has already been taken"))
+    if len(keys) >= KEYS_LIMIT:
+        errors.append(("base", "Limit reached"))
+    if errors:
+        out: dict[str, list[str]] = {}
+        for attr, msg in errors:
+            out.setdefault(attr, []).append(msg)
+        raise Reply(422, {"errors": out})
+    now = now_iso()
+    keys.append({"value": value, "created_at": now, "updated_at": now})
+    app["updated_at"] = now
+    return created({"application": api.app_json(api.store.save("application", app))})
+
+
+@route("DELETE", KEYS + r"/(?P<key>[^/]+)")
+def key_delete(api, req: Req, aid, id, key):
+    app = need_app(api, aid, id)
+    keys = app.get("keys") or []
+    value = unquote(key)
+    if not any(k["value"] == value for k in keys):
         raise not_found()
-    st = api.store
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = period_bounds(period, now)
-    total = st.usage(app["id"], m["id"], period, iso(start))
-    prev_start = period_bounds(period, start - datetime.timedelta(seconds=1))[0]
-    previous = st.usage(app["id"], m["id"], period, iso(prev_start))
-    gran = STATS_GRANULARITY[period]
-    values = []
-    if gran:
-        t = start
-        while t < end:
-            values.append(st.usage(app["id"], m["id"], gran, iso(t)))
-            t = period_bounds(gran, t + (STEP.get(gran) or datetime.timedelta(days=32)))[0] if gran == "month" \
-                else t + STEP[gran]
-    else:
-        values = [total]
-    plan = st.get("plan", app["plan_id"]) or {}
-    acc = st.get("account", app["account_id"]) or {}
-    return {"metric": {"id": m["id"], "name": m["friendly_name"], "system_name": m["system_name"],
-                       "unit": m.get("unit") or "hit"},
-            "period": {"name": period, "since": iso(start), "until": iso(end - datetime.timedelta(seconds=1)),
-                       "timezone": "Etc/UTC", "granularity": gran or period},
-            "total": total, "values": values, "previous_total": previous,
-            "change": round((total - previous) * 100.0 / previous, 2) if previous else 0.0,
-            "application": {"id": app["id"], "name": app.get("name"), "state": app["state"],
-                            "description": app.get("description"),
-                            "plan": {"id": plan.get("id"), "name": plan.get("name")},
-                            "account": {"id": acc.get("id"), "name": acc.get("org_name")},
-                            "service": {"id": app["service_id"]}}}
+    app["keys"] = [k for k in keys if k["value"] != value]
+    app["updated_at"] = now_iso()
+    api.store.save("application", app)
+    return Reply(200, None)

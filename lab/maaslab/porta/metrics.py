@@ -10,6 +10,13 @@ from .server import (
     to_int, truthy)
 
 
+def extended_system_name(system_name: str, backend_id: int) -> str:
+    """porta app/lib/backend_api_logic/metric_extension.rb: a backend API metric's system name is
+    suffixed with `.<backend id>`; a name given with the suffix already is not suffixed twice."""
+    base = re.sub(rf"\.{backend_id}$", "", system_name)
+    return f"{base}.{backend_id}"
+
+
 class MetricsMixin:
     def _create_metric(self, p: dict, owner: str, owner_id: int, parent_id: int | None = None) -> dict:
         friendly = str(p.get("friendly_name") or p.get("name") or "").strip()
@@ -17,6 +24,8 @@ class MetricsMixin:
         if not friendly:
             errors["friendly_name"] = ["can't be blank"]
         system_name = str(p.get("system_name") or parameterize(friendly))
+        if owner == "backend_api":  # BackendApiLogic::MetricExtension: stored as "<name>.<backend id>"
+            system_name = extended_system_name(system_name, owner_id)
         if friendly and not re.fullmatch(r"[\w\-/.]+", system_name):
             errors["system_name"] = ["invalid. Only ASCII letters, numbers, dashes and underscores are allowed."]
         if parent_id is None and not str(p.get("unit") or "").strip():

@@ -50,20 +50,16 @@ class ProxyMixin:
                         "querystring_parameters": dict(kv.split("=", 1) if "=" in kv else (kv, "")
                                                        for kv in pattern.partition("?")[2].split("&") if kv)}
                        for r, pattern in rules]
-        proxy = {k: p.get(k) for k in ("endpoint", "sandbox_endpoint", "credentials_location", "auth_user_key",
-                                        "auth_app_id", "auth_app_key", "error_auth_failed",
-                                        "error_status_auth_failed", "error_headers_auth_failed",
-                                        "error_auth_missing", "error_status_auth_missing",
-                                        "error_headers_auth_missing", "error_no_match", "error_status_no_match",
-                                        "error_headers_no_match", "error_limits_exceeded",
-                                        "error_status_limits_exceeded", "error_headers_limits_exceeded",
-                                        "secret_token", "hostname_rewrite")}
+        # porta serializes the whole proxy row (Apicast::ProviderSource SERVICE_SERIALIZE_OPTIONS): any
+        # saved change (lock_version, updated_at, api_test_path...) makes the content differ
+        proxy = dict(p)
         proxy.update(api_backend=self.api_backend(s), service_id=s["id"],
                      policy_chain=[{"name": x["name"], "version": x["version"],
                                     "configuration": x.get("configuration") or {}}
                                    for x in s["policies"] if x.get("enabled", True)],
                      proxy_rules=proxy_rules)
         return {"id": s["id"], "system_name": s["system_name"], "name": s["name"],
+                "description": s.get("description"), "created_at": s["created_at"], "updated_at": s["updated_at"],
                 "backend_version": s["backend_version"], "deployment_option": s["deployment_option"],
                 "backend_authentication_type": "service_token", "backend_authentication_value": s["service_token"],
                 "backend": {"endpoint": self.ctx.urls["backend"],
@@ -109,11 +105,14 @@ def policies_update(api, req: Req, sid):
         raise invalid("policies_config", "is invalid")
     if not any(x["name"] == "apicast" for x in chain):
         raise invalid("policies_config", "apicast policy is required")
-    s["policies"] = [{"name": str(x["name"]), "version": str(x["version"]),
-                      "configuration": x.get("configuration") if isinstance(x.get("configuration"), dict) else {},
-                      "enabled": truthy(x.get("enabled", True))} for x in chain]
-    s["proxy"]["updated_at"] = now_iso()
-    api.store.save("service", s)
+    policies = [{"name": str(x["name"]), "version": str(x["version"]),
+                 "configuration": x.get("configuration") if isinstance(x.get("configuration"), dict) else {},
+                 "enabled": truthy(x.get("enabled", True))} for x in chain]
+    if policies != s["policies"]:  # policies_config is a column of the proxy row
+        s["policies"] = policies
+        s["proxy"]["lock_version"] += 1
+        s["proxy"]["updated_at"] = now_iso()
+        api.store.save("service", s)
     return {"policies_config": s["policies"]}
 
 
@@ -126,6 +125,7 @@ def proxy_show(api, req: Req, sid):
 def proxy_patch(api, req: Req, sid):
     s = api.need_service(sid)
     p = s["proxy"]
+    before = dict(p)
     for k in ("endpoint", "sandbox_endpoint"):
         if req.get(k):
             try:
@@ -149,9 +149,10 @@ def proxy_patch(api, req: Req, sid):
             if v is None:
                 raise invalid(k, "is not a number")
             p[k] = v
-    p["lock_version"] += 1
-    p["updated_at"] = now_iso()
-    api.store.save("service", s)
+    if p != before:  # ActiveRecord saves (lock_version + 1, updated_at) only a changed row
+        p["lock_version"] += 1
+        p["updated_at"] = now_iso()
+        api.store.save("service", s)
     api.deploy(s)  # porta's ProxiesController#update deploys to staging right away
     return api.proxy_json(s)
 

@@ -1,8 +1,20 @@
 """JSON representers of porta objects (what porta's representers render)."""
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from .server import clean
+
+
+def decimal(v: Any) -> str:
+    """A Rails decimal column in JSON: a string, BigDecimal#to_s style ("20.0", "0.0001")."""
+    try:
+        d = Decimal(str(v if v not in (None, "") else 0))
+    except InvalidOperation:
+        d = Decimal(0)
+    s = format(d.normalize(), "f")
+    return s if "." in s else s + ".0"
 
 
 class RepresentersMixin:
@@ -25,14 +37,14 @@ class RepresentersMixin:
              "base_url": f"https://{p['domain']}/", "from_email": p.get("from_email"),
              "support_email": p.get("support_email"), "finance_support_email": p.get("finance_support_email"),
              "site_access_code": p.get("site_access_code"),
-             "links": self.links(("self", f"/admin/api/accounts/{p['id']}"),
-                                 ("users", f"/admin/api/accounts/{p['id']}/users"))}
+             "links": self.links(("users", "/admin/api/users"))}  # no self link (porta/CONTRACT.md §11.7)
         return clean(d)
 
     def user_json(self, u: dict) -> dict:
+        base = "/admin/api" if u.get("provider") else f"/admin/api/accounts/{u['account_id']}"
         return clean({"id": u["id"], "state": u["state"], "role": u["role"], "created_at": u["created_at"],
-                      "updated_at": u["updated_at"], "username": u["username"], "email": u["email"],
-                      "links": self.links(("self", f"/admin/api/accounts/{u['account_id']}/users/{u['id']}"),
+                      "updated_at": u["updated_at"], "username": u["username"], "email": u.get("email") or None,
+                      "links": self.links(("self", f"{base}/users/{u['id']}"),
                                           ("account", f"/admin/api/accounts/{u['account_id']}"))})
 
     def service_json(self, s: dict) -> dict:
@@ -54,10 +66,14 @@ class RepresentersMixin:
 
     def plan_json(self, p: dict) -> dict:
         sid = p["service_id"]
-        d = {"id": p["id"], "name": p["name"], "state": p["state"], "setup_fee": float(p["setup_fee"]),
-             "cost_per_month": float(p["cost_per_month"]), "trial_period_days": p.get("trial_period_days"),
+        d = {"id": p["id"], "name": p["name"], "state": p["state"], "setup_fee": decimal(p["setup_fee"]),
+             "cost_per_month": decimal(p["cost_per_month"]), "trial_period_days": p.get("trial_period_days"),
              "cancellation_period": 0, "approval_required": p["approval_required"], "default": p["default"],
              "created_at": p["created_at"], "updated_at": p["updated_at"]}
+        if p["type"] == "AccountPlan":
+            d.update(system_name=p["system_name"],
+                     links=self.links(("self", f"/admin/api/account_plans/{p['id']}")))
+            return clean(d, keep=("trial_period_days",))
         if p["type"] == "ApplicationPlan":
             d.update(custom=False, system_name=p["system_name"],
                      links=self.links(("service", f"/admin/api/services/{sid}"),
@@ -65,10 +81,11 @@ class RepresentersMixin:
         else:
             d["links"] = self.links(("service", f"/admin/api/services/{sid}"),
                                     ("self", f"/admin/api/services/{sid}/service_plans/{p['id']}"))
-        return clean(d)
+        return clean(d, keep=("trial_period_days",))
 
     def wrap_plan(self, p: dict) -> dict:
-        return {"application_plan" if p["type"] == "ApplicationPlan" else "service_plan": self.plan_json(p)}
+        key = {"ApplicationPlan": "application_plan", "ServicePlan": "service_plan"}.get(p["type"], "account_plan")
+        return {key: self.plan_json(p)}
 
     def app_json(self, a: dict) -> dict:
         svc = self.store.get("service", a["service_id"]) or {}
@@ -95,16 +112,18 @@ class RepresentersMixin:
     def contract_json(self, c: dict) -> dict:
         return clean({"id": c["id"], "plan_id": c["plan_id"], "user_account_id": c["account_id"],
                       "service_id": c["service_id"], "state": c["state"], "created_at": c["created_at"],
-                      "updated_at": c["updated_at"], "setup_fee": 0.0, "type": "ServiceContract",
+                      "updated_at": c["updated_at"], "setup_fee": decimal(0), "type": "ServiceContract",
                       "tenant_id": self.provider()["id"], "accepted_at": c.get("accepted_at")})
 
     def owner_path(self, owner: str, oid: int) -> str:
         return f"/admin/api/services/{oid}" if owner == "service" else f"/admin/api/backend_apis/{oid}"
 
     def metric_json(self, m: dict) -> dict:
+        """porta MetricRepresenter / MethodRepresenter: backend metrics have no `name` and show their
+        extended system name (`hits.<backend id>`)."""
         parent = self.owner_path(m["owner"], m["owner_id"])
-        d = {"id": m["id"], "name": m["system_name"], "system_name": m["system_name"],
-             "friendly_name": m["friendly_name"], "description": m.get("description"),
+        d = {"id": m["id"], "name": m["system_name"] if m["owner"] == "service" else None,
+             "system_name": m["system_name"], "friendly_name": m["friendly_name"], "description": m.get("description"),
              "created_at": m["created_at"], "updated_at": m["updated_at"]}
         if m.get("parent_id"):
             d["parent_id"] = m["parent_id"]
@@ -112,7 +131,8 @@ class RepresentersMixin:
                                     ("self", f"{parent}/metrics/{m['parent_id']}/methods/{m['id']}"))
             return {"method": clean(d)}
         d["unit"] = m.get("unit")
-        d["links"] = self.links(("parent", parent), ("self", f"{parent}/metrics/{m['id']}"))
+        d["links"] = self.links(("service" if m["owner"] == "service" else "backend_api", parent),
+                                ("self", f"{parent}/metrics/{m['id']}"))
         return {"metric": clean(d)}
 
     def rule_json(self, r: dict) -> dict:
@@ -128,7 +148,7 @@ class RepresentersMixin:
         return {"backend_api": clean({
             "id": b["id"], "name": b["name"], "system_name": b["system_name"], "description": b.get("description"),
             "private_endpoint": b["private_endpoint"], "account_id": self.provider()["id"],
-            "created_at": b["created_at"], "updated_at": b["updated_at"],
+            "annotations": b.get("annotations") or {}, "created_at": b["created_at"], "updated_at": b["updated_at"],
             "links": self.links(("metrics", f"/admin/api/backend_apis/{b['id']}/metrics"),
                                 ("mapping_rules", f"/admin/api/backend_apis/{b['id']}/mapping_rules"),
                                 ("self", f"/admin/api/backend_apis/{b['id']}"))})}
@@ -149,7 +169,7 @@ class RepresentersMixin:
                               ("plan", f"/admin/api/application_plans/{lim['plan_id']}"))}}
 
     def pricing_json(self, r: dict) -> dict:
-        return {"pricing_rule": {"id": r["id"], "metric_id": r["metric_id"], "cost_per_unit": r["cost_per_unit"],
+        return {"pricing_rule": {"id": r["id"], "metric_id": r["metric_id"], "cost_per_unit": decimal(r["cost_per_unit"]),
                                  "min": r["min"], "max": r["max"], "plan_id": r["plan_id"],
                                  "created_at": r["created_at"], "updated_at": r["updated_at"]}}
 

@@ -169,8 +169,28 @@ class ServerMixin:
                 candidates.append(user.strip() or pw)
             except (ValueError, UnicodeDecodeError):
                 pass
+        candidates = [c for c in candidates if isinstance(c, str) and c]
         token = self.token.encode()
-        return any(isinstance(c, str) and c and hmac.compare_digest(c.encode(), token) for c in candidates)
+        if any(hmac.compare_digest(c.encode(), token) for c in candidates):
+            return True
+        return self.personal_token_allows(candidates, req)
+
+    def personal_token_allows(self, candidates: list[str], req: Req) -> bool:
+        """A personal access token created through the API: its scope must cover the API (admin API →
+        account_management, analytics → stats), `ro` only reads, an expired token is refused."""
+        store = self.store
+        if store is None or not candidates:
+            return False
+        with store.lock:
+            tokens = store.all("access_token")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for t in tokens:
+            if not any(hmac.compare_digest(c.encode(), t["value"].encode()) for c in candidates):
+                continue
+            scope = "stats" if req.path.startswith("/stats/") else "account_management"
+            return (scope in t["scopes"] and (t["permission"] == "rw" or req.method == "GET")
+                    and not (t.get("expires_at") and t["expires_at"] <= now))
+        return False
 
     def handle_admin(self, h: "AdminHandler") -> None:
         url = urlsplit(h.path)

@@ -96,6 +96,7 @@ def service_show(api, req: Req, id):
 @route("PUT", A + "/services/" + ID)
 def service_update(api, req: Req, id):
     s = api.need_service(id)
+    before = dict(s)
     if req.has("name"):
         if not str(req.get("name") or "").strip():
             raise invalid("name", "can't be blank")
@@ -110,8 +111,9 @@ def service_update(api, req: Req, id):
         if req.get("deployment_option") not in ("hosted", "self_managed"):
             raise invalid("deployment_option", "is not included in the list")
         s["deployment_option"] = req.get("deployment_option")
-    s["updated_at"] = now_iso()  # system_name is immutable: porta ignores it here
-    api.store.save("service", s)
+    if s != before:  # system_name is immutable: porta ignores it here
+        s["updated_at"] = now_iso()
+        api.store.save("service", s)
     return {"service": api.service_json(s)}
 
 
@@ -176,7 +178,10 @@ def plan_show(api, req: Req, sid, kind, id):
 
 @route("PUT", PLAN)
 def plan_update(api, req: Req, sid, kind, id):
-    p = need_plan(api, sid, kind, id)
+    return api.wrap_plan(api.store.save("plan", update_plan_fields(req, need_plan(api, sid, kind, id))))
+
+
+def update_plan_fields(req: Req, p: dict) -> dict:
     if req.has("name"):
         if not str(req.get("name") or "").strip():
             raise invalid("name", "can't be blank")
@@ -194,7 +199,7 @@ def plan_update(api, req: Req, sid, kind, id):
     if req.get("state_event") in ("publish", "hide"):
         p["state"] = "published" if req.get("state_event") == "publish" else "hidden"
     p["updated_at"] = now_iso()
-    return api.wrap_plan(api.store.save("plan", p))
+    return p
 
 
 @route("DELETE", PLAN)
