@@ -43,8 +43,9 @@ def webhooks_update(api, req: Req):
 
 # ---- personal access tokens
 def token_json(t: dict, with_value: bool = False) -> dict:
-    d = {"id": t["id"], "name": t["name"], "scopes": t["scopes"], "permission": t["permission"],
-         "expires_at": t.get("expires_at")}
+    d = {"id": t["id"], "name": t["name"], "scopes": t["scopes"], "permission": t["permission"]}
+    if t.get("expires_at"):  # nil properties are omitted
+        d["expires_at"] = t["expires_at"]
     if with_value:  # plaintext_value: only in the answer that created it
         d["value"] = t["value"]
     return {"access_token": d}
