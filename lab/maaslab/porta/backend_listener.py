@@ -61,7 +61,7 @@ class BackendListenerMixin:
         app = st.first("application", service_id=svc["id"], application_id=app_id) if app_id else None
         if app is None:
             return None, (404, "application_not_found", f'application with id="{app_id or ""}" was not found')
-        keys = app.get("keys") or []
+        keys = [k["value"] for k in app.get("keys") or []]
         app_key = q.get("app_key")
         if keys and not app_key:  # lab: 403 <error> (apisonator answers 409 <status> with this reason)
             return None, (403, "application_key_invalid", "application key is missing")

@@ -1,0 +1,199 @@
+"""porta product side (issue 9 item 8): what the 3scale QE client `threescale_api` and a 3scale automation
+user see: extended backend metric names, decimals as strings, proxy config versions, application keys,
+product analytics, and the backend listener's answer for a disabled metric."""
+from __future__ import annotations
+
+import pytest
+import requests
+from test_porta import Lab, account_id, metric_id, new_plan, new_product
+from threescale_api import ThreeScaleClient
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab(tmp_path_factory.mktemp("porta-api"))
+    yield lab
+    lab.stop()
+
+
+def latest(lab: Lab, sid: int, env: str = "sandbox") -> dict:
+    return lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/{env}/latest.json")["proxy_config"]
+
+
+def authrep(content: dict, **params) -> requests.Response:
+    return requests.get(content["backend"]["endpoint"] + "/transactions/authrep.xml", timeout=10,
+                        headers={"3scale-options": "rejection_reason_header=1&limit_headers=1"},
+                        params={"service_token": content["backend_authentication_value"],
+                                "service_id": content["id"], **params})
+
+
+def test_backend_metrics_extended_system_names_and_annotations(lab):
+    """A backend API's metrics and methods are `<name>.<backend id>` (a given suffix is not doubled),
+    backend metric JSON has no `name`; backend JSON carries annotations; proxy rules and authrep use
+    the extended names and a backend's hits roll up to the product's hits.
+    Upstream: porta app/lib/backend_api_logic/metric_extension.rb, app/representers/metric_representer.rb,
+    app/representers/backend_api_representer.rb."""
+    client = ThreeScaleClient(lab.url, lab.token, ssl_verify=lab.ca)
+    backend = client.backends.create(params={"name": "Ext BE", "private_endpoint": "https://ext.example.com"})
+    bid = backend.entity_id
+    assert backend["annotations"] == {}
+    hits = backend.metrics.list()[0]
+    assert hits["system_name"] == f"hits.{bid}" and "name" not in hits.entity
+    meth = lab.ok("POST", f"/admin/api/backend_apis/{bid}/metrics/{hits['id']}/methods.json", 201,
+                  data={"friendly_name": "Chat", "system_name": "chat"})["method"]
+    assert meth["system_name"] == f"chat.{bid}"
+    tokens = lab.ok("POST", f"/admin/api/backend_apis/{bid}/metrics.json", 201,
+                    data={"friendly_name": "Tokens", "system_name": f"tokens.{bid}", "unit": "token"})["metric"]
+    assert tokens["system_name"] == f"tokens.{bid}"
+    r = lab.post(f"/admin/api/backend_apis/{bid}/metrics.json",
+                 data={"friendly_name": "Tokens 2", "system_name": "tokens", "unit": "token"})
+    assert r.status_code == 422 and r.json()["errors"]["system_name"] == ["has already been taken"]
+    lab.ok("POST", f"/admin/api/backend_apis/{bid}/mapping_rules.json", 201,
+           data={"http_method": "POST", "pattern": "/v1/chat", "delta": 1, "metric_id": meth["id"]})
+    sid = new_product(lab, "Ext Product")["id"]
+    lab.ok("POST", f"/admin/api/services/{sid}/backend_usages.json", 201, data={"backend_api_id": bid, "path": "/"})
+    plan = new_plan(lab, sid)
+    app = lab.ok("POST", f"/admin/api/accounts/{account_id(lab, 'user1')}/applications.json", 201,
+                 data={"plan_id": plan["id"], "name": "ext"})["application"]
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    content = latest(lab, sid)["content"]
+    assert (("/v1/chat", f"chat.{bid}") in
+            [(x["pattern"], x["metric_system_name"]) for x in content["proxy"]["proxy_rules"]])
+    r = authrep(content, user_key=app["user_key"], **{f"usage[chat.{bid}]": 2})
+    assert r.status_code == 200, r.text
+    assert authrep(content, user_key=app["user_key"], **{"usage[chat]": 1}).status_code == 404
+    usage = lab.ok("GET", f"/stats/applications/{app['id']}/usage.json", params={"metric_name": "hits",
+                                                                                 "period": "day"})
+    assert usage["total"] == 2  # chat.N → hits.N → the product's hits
+
+
+def test_decimals_are_strings(lab):
+    """Plan fees and pricing rule costs are Rails decimals: JSON strings.
+    Upstream: porta app/representers/application_plan_representer.rb, pricing_rule_representer.rb
+    (BigDecimal#as_json is a string)."""
+    client = ThreeScaleClient(lab.url, lab.token, ssl_verify=lab.ca)
+    sid = new_product(lab, "Priced")["id"]
+    service = client.services[sid]
+    plan = service.app_plans.create(params={"name": "Paid", "setup_fee": "12.5", "cost_per_month": "20"})
+    assert (plan["setup_fee"], plan["cost_per_month"]) == ("12.5", "20.0")
+    hits = metric_id(lab, sid)
+    rule = lab.ok("POST", f"/admin/api/application_plans/{plan['id']}/metrics/{hits}/pricing_rules.json", 201,
+                  data={"min": 1, "max": 10, "cost_per_unit": "20"})["pricing_rule"]
+    assert rule["cost_per_unit"] == "20.0"
+    small = lab.ok("POST", f"/admin/api/application_plans/{plan['id']}/metrics/{hits}/pricing_rules.json", 201,
+                   data={"min": 11, "cost_per_unit": "0.0001"})["pricing_rule"]
+    assert small["cost_per_unit"] == "0.0001"
+    aid = account_id(lab, "user2")
+    sub = lab.ok("GET", f"/admin/api/accounts/{aid}/service_subscriptions.json")["service_subscriptions"][0]
+    assert sub["service_subscription"]["setup_fee"] == "0.0"
+
+
+def test_every_proxy_change_saves_a_new_sandbox_version(lab):
+    """A PUT proxy.json that changes anything in the proxy row (even a field APIcast does not read, like
+    api_test_path) saves a new sandbox configuration; an identical PUT saves nothing.
+    Upstream: porta app/services/apicast_v2_deployment_service.rb, app/lib/apicast/provider_source.rb
+    (SERVICE_SERIALIZE_OPTIONS), app/models/proxy_config.rb (differs_from?)."""
+    client = ThreeScaleClient(lab.url, lab.token, ssl_verify=lab.ca)
+    sid = new_product(lab, "Versions")["id"]
+    proxy = client.services[sid].proxy
+    proxy.update(params={"credentials_location": "headers"})
+    v1 = latest(lab, sid)["version"]
+    proxy.update(params={"api_test_path": "/health"})
+    v2 = latest(lab, sid)
+    assert v2["version"] == v1 + 1 and v2["content"]["proxy"]["api_test_path"] == "/health"
+    proxy.update(params={"api_test_path": "/health"})
+    assert latest(lab, sid)["version"] == v2["version"]
+    lab.ok("PUT", f"/admin/api/services/{sid}/proxy.json", data={"error_auth_missing": "Who are you?"})
+    assert latest(lab, sid)["version"] == v2["version"] + 1
+    versions = [c["proxy_config"]["version"] for c in
+                lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox.json")["proxy_configs"]]
+    assert versions == list(range(1, v2["version"] + 2))
+
+
+def test_application_keys_and_app_id_app_key_authrep(lab):
+    """Application keys of an app_id/app_key product: the first key is generated, keys are listed,
+    created (201 with the application) and deleted with threescale_api; the backend listener checks
+    app_id and app_key. Upstream: porta app/controllers/admin/api/buyer_application_keys_controller.rb,
+    app/models/application_key.rb, app/models/cinstance.rb (create_first_key); apisonator
+    lib/3scale/backend/validators/key.rb."""
+    client = ThreeScaleClient(lab.url, lab.token, ssl_verify=lab.ca)
+    sid = new_product(lab, "Keyed", backend_version="2")["id"]
+    plan = new_plan(lab, sid)
+    account = client.accounts.read_by_name("user3")
+    app = account.applications.create(params={"plan_id": plan["id"], "name": "keyed"})
+    assert "user_key" not in app.entity and len(app["application_id"]) == 8
+    first = app.keys.list()
+    assert len(first) == 1 and len(first[0]["value"]) == 32
+    added = app.keys.create(params={"key": "my-secret-key"})
+    assert added["value"] == "my-secret-key"
+    assert [k["value"] for k in app.keys.list()] == [first[0]["value"], "my-secret-key"]
+    base = f"/admin/api/accounts/{account.entity_id}/applications/{app.entity_id}/keys"
+    r = lab.post(base + ".json", data={"key": "my-secret-key"})
+    assert (r.status_code, r.json()) == (422, {"errors": {"value": ["has already been taken"]}})
+    assert lab.post(base + ".json", data={"key": "abc"}).json()["errors"]["value"] == [
+        "is too short (minimum is 5 characters)"]
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    content = latest(lab, sid)["content"]
+    ok = authrep(content, app_id=app["application_id"], app_key="my-secret-key", **{"usage[hits]": 1})
+    assert ok.status_code == 200, ok.text
+    bad = authrep(content, app_id=app["application_id"], app_key="wrong-key", **{"usage[hits]": 1})
+    assert bad.status_code == 403 and 'code="application_key_invalid"' in bad.text
+    assert authrep(content, app_id="nope", **{"usage[hits]": 1}).status_code == 404
+    lab.ok("DELETE", f"{base}/my-secret-key.json")
+    assert [k["value"] for k in app.keys.list()] == [first[0]["value"]]
+    assert lab.delete(f"{base}/my-secret-key.json").status_code == 404
+    for i in range(4):
+        lab.ok("POST", base + ".json", 201, data={"key": f"extra-key-{i}"})
+    assert lab.post(base + ".json", data={"key": "one-too-many"}).json()["errors"]["base"] == ["Limit reached"]
+
+
+def test_service_usage_stats(lab):
+    """GET /stats/services/{id}/usage.json sums the product's applications.
+    Upstream: porta app/controllers/stats/data/services_controller.rb (usage)."""
+    sid = new_product(lab, "Counted")["id"]
+    plan = new_plan(lab, sid)
+    apps = [lab.ok("POST", f"/admin/api/accounts/{account_id(lab, u)}/applications.json", 201,
+                   data={"plan_id": plan["id"], "name": "counted"})["application"] for u in ("user1", "user2")]
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    content = latest(lab, sid)["content"]
+    for app, n in zip(apps, (2, 3)):
+        assert authrep(content, user_key=app["user_key"], **{"usage[hits]": n}).status_code == 200
+    stats = lab.ok("GET", f"/stats/services/{sid}/usage.json", params={"metric_name": "hits", "period": "day"})
+    assert (stats["total"], sum(stats["values"]), stats["service"]["id"]) == (5, 5, sid)
+    assert lab.get(f"/stats/services/{sid}/usage.json", params={"metric_name": "nope"}).status_code == 404
+    assert lab.get("/stats/services/999999/usage.json", params={"metric_name": "hits"}).status_code == 404
+
+
+def test_disabled_metric_answer_tells_apicast_it_is_not_a_limit(lab):
+    """A method whose limit is 0 (disabled): the backend listener answers 409 limits_exceeded like
+    apisonator, and with `3scale-options: limit_headers=1` its `3scale-limit-max-value: 0`, which APIcast
+    turns into the generic 403 instead of 429; a real limit shows its max value.
+    Upstream: apisonator lib/3scale/backend/listener.rb (optionally_set_headers),
+    lib/3scale/backend/transactor/limit_headers.rb; APIcast gateway/src/apicast/proxy.lua
+    (handle_backend_response: limit_max == 0)."""
+    sid = new_product(lab, "Disabled")["id"]
+    hits = metric_id(lab, sid)
+    off = lab.ok("POST", f"/admin/api/services/{sid}/metrics/{hits}/methods.json", 201,
+                 data={"friendly_name": "Off", "system_name": "off"})["method"]
+    plan = new_plan(lab, sid)
+    lab.ok("POST", f"/admin/api/application_plans/{plan['id']}/metrics/{off['id']}/limits.json", 201,
+           data={"period": "eternity", "value": 0})
+    lab.ok("POST", f"/admin/api/application_plans/{plan['id']}/metrics/{hits}/limits.json", 201,
+           data={"period": "minute", "value": 1})
+    app = lab.ok("POST", f"/admin/api/accounts/{account_id(lab, 'user1')}/applications.json", 201,
+                 data={"plan_id": plan["id"], "name": "disabled"})["application"]
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    content = latest(lab, sid)["content"]
+    r = authrep(content, user_key=app["user_key"], **{"usage[off]": 1})
+    assert r.status_code == 409 and "<reason>usage limits are exceeded</reason>" in r.text
+    assert (r.headers["3scale-rejection-reason"], r.headers["3scale-limit-max-value"]) == ("limits_exceeded", "0")
+    ok = authrep(content, user_key=app["user_key"], **{"usage[hits]": 1})
+    assert ok.status_code == 200 and ok.headers["3scale-limit-remaining"] == "0"
+    assert ok.headers["3scale-limit-max-value"] == "1" and 0 <= int(ok.headers["3scale-limit-reset"]) <= 60
+    over = authrep(content, user_key=app["user_key"], **{"usage[hits]": 1})
+    assert over.status_code == 409 and over.headers["3scale-limit-max-value"] == "1"
+    # without 3scale-options: no extension headers (apisonator's default)
+    plain = requests.get(content["backend"]["endpoint"] + "/transactions/authrep.xml", timeout=10, params={
+        "service_token": content["backend_authentication_value"], "service_id": sid,
+        "user_key": app["user_key"], "usage[off]": 1})
+    assert plain.status_code == 409 and "3scale-rejection-reason" not in plain.headers
