@@ -261,3 +261,13 @@ def test_maaslab_up_porta_release_flag(tmp_path):
     finally:
         subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(lab_dir)], check=True,
                        capture_output=True, timeout=60)
+
+
+def test_provider_json_and_update_without_parameters(lab):
+    """Provider JSON has no self link; PUT /provider.json without any account parameter is 400.
+    Upstream: porta app/controllers/admin/api/providers_controller.rb (params.required(:account));
+    porta/CONTRACT.md §11.7."""
+    provider = lab.ok("GET", "/admin/api/provider.json")["account"]
+    assert "self" not in [link["rel"] for link in provider["links"]]
+    r = lab.put("/admin/api/provider.json", data={"unrelated": "x"})
+    assert (r.status_code, r.text) == (400, "Required parameter missing: account")

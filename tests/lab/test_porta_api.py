@@ -197,3 +197,73 @@ def test_disabled_metric_answer_tells_apicast_it_is_not_a_limit(lab):
         "service_token": content["backend_authentication_value"], "service_id": sid,
         "user_key": app["user_key"], "usage[off]": 1})
     assert plain.status_code == 409 and "3scale-rejection-reason" not in plain.headers
+
+
+def test_method_used_by_latest_gateway_configuration_cannot_be_deleted(lab):
+    """A method (product or backend) whose mapping rule is in the latest sandbox or production config
+    cannot be deleted: 403 with the error on `base`; once a new config without it is deployed and
+    promoted, the delete goes through. The Hits metric is never deletable.
+    Upstream: porta app/models/metric.rb (destroyable?, belongs_to_latest_config?),
+    app/models/proxy.rb (metric_in_latest_configs?), app/lib/three_scale/api/responder.rb (DELETE → 403),
+    config/locales/en.yml (cannot_delete_in_use, cannot_delete_hits)."""
+    sid = new_product(lab, "Guarded Methods")["id"]
+    hits = metric_id(lab, sid)
+    method = lab.ok("POST", f"/admin/api/services/{sid}/metrics/{hits}/methods.json", 201,
+                    data={"friendly_name": "Guarded", "system_name": "guarded"})["method"]
+    rule = lab.ok("POST", f"/admin/api/services/{sid}/proxy/mapping_rules.json", 201,
+                  data={"http_method": "POST", "pattern": "/guarded", "delta": 1,
+                        "metric_id": method["id"]})["mapping_rule"]
+    path = f"/admin/api/services/{sid}/metrics/{hits}/methods/{method['id']}.json"
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    v = lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]
+    assert method["id"] in [r["metric_id"] for r in v["content"]["proxy"]["proxy_rules"]]
+    r = lab.delete(path)
+    assert (r.status_code, r.json()) == (403, {"errors": {"base": [
+        "Method is used by the latest gateway configuration and cannot be deleted"]}})
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/configs/sandbox/{v['version']}/promote.json", 201,
+           data={"to": "production"})
+    # rule removed and deployed to staging: production still uses it
+    lab.ok("DELETE", f"/admin/api/services/{sid}/proxy/mapping_rules/{rule['id']}.json")
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    assert lab.delete(path).status_code == 403
+    v2 = lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/configs/sandbox/{v2['version']}/promote.json", 201,
+           data={"to": "production"})
+    lab.ok("DELETE", path)
+    assert lab.get(path).status_code == 404
+    r = lab.delete(f"/admin/api/services/{sid}/metrics/{hits}.json")
+    assert r.status_code == 403 and "The Hits metric cannot be deleted" in r.json()["errors"]["base"]
+    # a backend method used through a product's latest config
+    b = lab.ok("POST", "/admin/api/backend_apis.json", 201,
+               data={"name": "Guarded BE", "private_endpoint": "https://guarded.example.com"})["backend_api"]
+    bhits = lab.ok("GET", f"/admin/api/backend_apis/{b['id']}/metrics.json")["metrics"][0]["metric"]["id"]
+    bm = lab.ok("POST", f"/admin/api/backend_apis/{b['id']}/metrics/{bhits}/methods.json", 201,
+                data={"friendly_name": "BE Guarded"})["method"]
+    lab.ok("POST", f"/admin/api/backend_apis/{b['id']}/mapping_rules.json", 201,
+           data={"http_method": "GET", "pattern": "/be", "delta": 1, "metric_id": bm["id"]})
+    bpath = f"/admin/api/backend_apis/{b['id']}/metrics/{bhits}/methods/{bm['id']}.json"
+    lab.ok("POST", f"/admin/api/services/{sid}/backend_usages.json", 201,
+           data={"backend_api_id": b["id"], "path": "/b"})
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    r = lab.delete(bpath)
+    assert (r.status_code, r.json()["errors"]["base"]) == (
+        403, ["Method is used by the latest gateway configuration and cannot be deleted"])
+
+
+def test_proxy_column_defaults(lab):
+    """A new product's proxy row carries porta's column defaults, shown by proxy.json and copied into
+    the deployed config (APIcast answers with them). Upstream: porta db/schema.rb (create_table "proxies")."""
+    sid = new_product(lab, "Defaults Product")["id"]
+    proxy = lab.ok("GET", f"/admin/api/services/{sid}/proxy.json")["proxy"]
+    expected = {
+        "credentials_location": "query", "auth_user_key": "user_key", "auth_app_id": "app_id",
+        "auth_app_key": "app_key", "error_auth_failed": "Authentication failed", "error_status_auth_failed": 403,
+        "error_auth_missing": "Authentication parameters missing", "error_status_auth_missing": 403,
+        "error_no_match": "No Mapping Rule matched", "error_status_no_match": 404,
+        "error_limits_exceeded": "Usage limit exceeded", "error_status_limits_exceeded": 429}
+    for kind in ("auth_failed", "auth_missing", "no_match", "limits_exceeded"):
+        expected[f"error_headers_{kind}"] = "text/plain; charset=us-ascii"
+    assert {k: proxy.get(k) for k in expected} == expected
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    content = lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]["content"]
+    assert {k: content["proxy"].get(k) for k in expected} == expected

@@ -8,10 +8,20 @@ Documented deviations from the real porta:
 * Endpoints are `http://127.0.0.1:<port>` allocated per product (no DNS in the lab).
 * private_endpoint validation rejects localhost/127.x like porta, except the lab model server
   (host:port of ctx.urls["model"]), so a Backend can point at it.
-* Backend-API metrics keep their plain system_name in the API and in proxy rules (real porta
-  suffixes them with `.<backend id>`); the listener resolves a name product-first.
 * Backend usages list is a bare JSON array (as porta), paginated without `metadata`.
 * `/lab/stats.json` and `POST /lab/stats/reset` are lab-only (request counters, no auth).
+* Not emulated: CMS, invoices/billing, fields definitions, features, referrer filters, SSO,
+  webhook delivery (webhooks are stored and shown only), master-only endpoints.
+* Signup subscribes only to products that have a default service plan (real porta may also take
+  a product's first published service plan when service plans are hidden in the admin UI).
+* The backend listener answers a wrong/missing app_key and an inactive application with 403
+  `<error>` (apisonator: 409 `<status>` with the reason), so the lab APIcast maps them to 403.
+* `porta_release` setting: "2.16" (default) or "next" (porta master: 15-character passwords).
+
+Layout (one module per family of porta's app/controllers/admin/api): server (routing, auth,
+envelopes, faults), representers, accounts, account_plans, users, services, metrics, backends,
+proxy, active_docs, applications, stats, tenant (webhooks, personal access tokens),
+backend_listener, db. Porta is composed of the per-area mixins.
 """
 from __future__ import annotations
 

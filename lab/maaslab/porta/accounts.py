@@ -84,7 +84,10 @@ def provider_show(api, req: Req):
 @route("PUT", A + "/provider")
 def provider_update(api, req: Req):
     p = api.provider()
-    for k in ("from_email", "support_email", "finance_support_email", "site_access_code"):
+    fields = ("from_email", "support_email", "finance_support_email", "site_access_code")
+    if not any(req.has(k) for k in fields + ("org_name",)):  # params.required(:account)
+        raise Reply(400, "Required parameter missing: account", "text/plain; charset=utf-8")
+    for k in fields:
         if req.has(k):
             p[k] = "" if req.get(k) is None else str(req.get(k))
     p["updated_at"] = now_iso()
