@@ -425,7 +425,7 @@ def test_service_plans_subscriptions_contracts_buy(lab):
     sub = lab.ok("POST", base + ".json", 201, data={"service_subscription[plan_id]": sp["id"]})["service_subscription"]
     assert (sub["plan_id"], sub["user_account_id"], sub["service_id"], sub["state"], sub["type"]) == (
         sp["id"], aid, sid, "live", "ServiceContract")
-    assert "paid_until" not in sub
+    assert sub["paid_until"] == sub["accepted_at"] and "trial_period_expires_at" in sub  # CONTRACT §11.7
     r = lab.post(base + ".json", data={"plan_id": sp["id"]})
     assert (r.status_code, r.json()) == (422, {"errors": {"base": ["already subscribed to this service"]}})
     assert lab.ok("GET", f"{base}/{sub['id']}.json")["service_subscription"]["id"] == sub["id"]

@@ -2,6 +2,7 @@
 signups_controller, service_contracts_controller, buyers_service_contracts)."""
 from __future__ import annotations
 
+import datetime
 
 from ..context import now_iso
 from .server import A, ID, created, invalid, not_found, paginate, Reply, Req, route, to_int
@@ -57,10 +58,12 @@ class AccountsMixin:
             raise invalid("base", "already subscribed to this service")
         now = now_iso()
         live = not sp["approval_required"]
+        trial_end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+            days=sp.get("trial_period_days") or 0)  # Contract::Trial#set_trial_period_expires_at
         return self.store.insert("contract", {
             "account_id": acc["id"], "plan_id": sp["id"], "service_id": sp["service_id"],
             "state": "live" if live else "pending", "created_at": now, "updated_at": now,
-            "accepted_at": now if live else None})
+            "accepted_at": now if live else None, "trial_period_expires_at": trial_end.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
     def _unsubscribe(self, c: dict) -> None:
         st = self.store

@@ -113,7 +113,10 @@ class RepresentersMixin:
         return clean({"id": c["id"], "plan_id": c["plan_id"], "user_account_id": c["account_id"],
                       "service_id": c["service_id"], "state": c["state"], "created_at": c["created_at"],
                       "updated_at": c["updated_at"], "setup_fee": decimal(0), "type": "ServiceContract",
-                      "tenant_id": self.provider()["id"], "accepted_at": c.get("accepted_at")})
+                      "tenant_id": self.provider()["id"], "accepted_at": c.get("accepted_at"),
+                      # Contract#paid_until falls back to accepted_at, trial end, created_at
+                      "paid_until": c.get("accepted_at") or c.get("trial_period_expires_at") or c["created_at"],
+                      "trial_period_expires_at": c.get("trial_period_expires_at")})
 
     def owner_path(self, owner: str, oid: int) -> str:
         return f"/admin/api/services/{oid}" if owner == "service" else f"/admin/api/backend_apis/{oid}"
