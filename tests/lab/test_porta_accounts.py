@@ -62,7 +62,7 @@ def test_minimal_signup_pending_user_and_api_signup_application(lab):
 def test_signup_validations_and_case_sensitive_email(lab):
     """Username 3-40 characters of RE_LOGIN_OK, no email format check, email uniqueness and lookup
     case-sensitive. Upstream: porta app/models/user.rb (validates :username), app/lib/authentication.rb
-    (RE_LOGIN_OK, MSG_LOGIN_BAD); porta/CONTRACT.md §11.5."""
+    (RE_LOGIN_OK, MSG_LOGIN_BAD), app/models/account.rb (org_name format); porta/CONTRACT.md §11.5."""
     def errors(**data):
         r = lab.post("/admin/api/signup.json", data={"org_name": "V", **data})
         assert r.status_code == 422, r.text
@@ -71,7 +71,9 @@ def test_signup_validations_and_case_sensitive_email(lab):
     assert errors(username="a" * 41)["username"] == ["is too long (maximum is 40 characters)"]
     assert errors(username="bad name")["username"] == ["use only letters, numbers, and .-_@+ please."]
     assert errors(username="-lead")["username"] == ["use only letters, numbers, and .-_@+ please."]
-    assert "can't be blank" in errors(username="")["username"]
+    assert errors(username="")["username"] == ["is too short (minimum is 3 characters)"]
+    r = lab.post("/admin/api/signup.json", data={"org_name": "***", "username": "stars"})
+    assert r.json()["errors"]["org_name"] == ["must contain at least one alphanumeric character"]
     ok = lab.ok("POST", "/admin/api/signup.json", 201,
                 data={"org_name": "Mail", "username": "mail.user+x@y", "email": "Not-An-Email"})["account"]
     assert lab.ok("GET", "/admin/api/accounts/find.json", params={"email": "Not-An-Email"})["account"]["id"] == ok["id"]

@@ -3,6 +3,7 @@ signups_controller, service_contracts_controller, buyers_service_contracts)."""
 from __future__ import annotations
 
 import datetime
+import re
 
 from ..context import now_iso
 from .server import A, ID, created, invalid, not_found, paginate, Reply, Req, route, to_int
@@ -17,8 +18,11 @@ class AccountsMixin:
         `seed`: the lab's seeded developers are written as an import would, without the password policy."""
         st = self.store
         errors: dict[str, list[str]] = {}
-        if not str(p.get("org_name") or "").strip():
+        org = str(p.get("org_name") or "")
+        if not org.strip():
             errors["org_name"] = ["can't be blank"]
+        elif not re.search(r"[a-zA-Z0-9]", org):  # app/models/account.rb (on: :create)
+            errors["org_name"] = ["must contain at least one alphanumeric character"]
         user_p = {k: p.get(k) for k in ("username", "email", "password")}
         if seed:
             user_p.pop("password")

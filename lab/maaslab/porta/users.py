@@ -37,8 +37,9 @@ class UsersMixin:
         others = [u for u in scope if user is None or u["id"] != user["id"]]
         if user is None or "username" in p:
             name = str(p.get("username") or "")
-            if not name.strip():
-                errors["username"] = ["can't be blank", "is too short (minimum is 3 characters)"]
+            if not name.strip():  # the minimal signup skips the fields definitions' presence check
+                errors["username"] = (["is too short (minimum is 3 characters)"] if minimal else
+                                      ["can't be blank", "is too short (minimum is 3 characters)"])
             elif len(name) < 3:
                 errors["username"] = ["is too short (minimum is 3 characters)"]
             elif len(name) > 40:
