@@ -149,7 +149,8 @@ def test_application_keys_and_app_id_app_key_authrep(lab):
 
 def test_service_usage_stats(lab):
     """GET /stats/services/{id}/usage.json sums the product's applications.
-    Upstream: porta app/controllers/stats/data/services_controller.rb (usage)."""
+    Upstream: porta app/controllers/stats/data/services_controller.rb, stats/data/base_controller.rb
+    (usage_params: params.require), app/controllers/application_controller.rb (ParameterMissing → 400)."""
     sid = new_product(lab, "Counted")["id"]
     plan = new_plan(lab, sid)
     apps = [lab.ok("POST", f"/admin/api/accounts/{account_id(lab, u)}/applications.json", 201,
@@ -160,7 +161,12 @@ def test_service_usage_stats(lab):
         assert authrep(content, user_key=app["user_key"], **{"usage[hits]": n}).status_code == 200
     stats = lab.ok("GET", f"/stats/services/{sid}/usage.json", params={"metric_name": "hits", "period": "day"})
     assert (stats["total"], sum(stats["values"]), stats["service"]["id"]) == (5, 5, sid)
-    assert lab.get(f"/stats/services/{sid}/usage.json", params={"metric_name": "nope"}).status_code == 404
+    assert lab.get(f"/stats/services/{sid}/usage.json", params={"metric_name": "nope",
+                                                                "period": "day"}).status_code == 404
+    r = lab.get(f"/stats/services/{sid}/usage.json", params={"period": "day"})
+    assert (r.status_code, r.text) == (400, "Required parameter missing: metric_name")
+    r = lab.get(f"/stats/services/{sid}/usage.json", params={"metric_name": "hits"})
+    assert (r.status_code, r.text) == (400, "Required parameter missing: granularity")
     assert lab.get("/stats/services/999999/usage.json", params={"metric_name": "hits"}).status_code == 404
 
 

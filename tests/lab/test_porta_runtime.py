@@ -75,7 +75,8 @@ def test_backend_authrep_limits_and_usage(lab):
     comp = lab.ok("GET", f"/stats/applications/{app['id']}/usage.json",
                   params={"metric_name": "completions", "period": "month"})
     assert comp["total"] == 2
-    assert lab.get(f"/stats/applications/{app['id']}/usage.json", params={"metric_name": "nope"}).status_code == 404
+    assert lab.get(f"/stats/applications/{app['id']}/usage.json",
+                   params={"metric_name": "nope", "period": "day"}).status_code == 404
     assert requests.get(lab.url + f"/stats/applications/{app['id']}/usage.json", verify=lab.ca,
                         params={"metric_name": "hits"}, timeout=10).status_code == 403
     app_now = lab.ok("GET", f"/admin/api/accounts/{aid}/applications/{app['id']}.json")["application"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 from .db import iso, period_bounds
-from .server import ID, Req, invalid, not_found, route
+from .server import ID, Reply, Req, invalid, not_found, route
 
 STATS_GRANULARITY = {"minute": None, "hour": "minute", "day": "hour", "week": "day", "month": "day",
                      "year": "month"}
@@ -13,9 +13,11 @@ STEP = {"minute": datetime.timedelta(minutes=1), "hour": datetime.timedelta(hour
 
 
 def _series(api, req: Req, service_id: int, app_ids: list[int]) -> dict:
-    if not req.get("metric_name"):
-        raise invalid("metric_name", "can't be blank")
-    period = str(req.get("period") or "month")
+    # Stats::Data::BaseController#usage_params: params.require → 400 plain text (ApplicationController)
+    for name in ["metric_name"] + ([] if req.get("period") else ["granularity", "since"]):
+        if not req.get(name):
+            raise Reply(400, f"Required parameter missing: {name}", "text/plain; charset=utf-8")
+    period = str(req.get("period") or "month")  # lab: a since/granularity range is read as this month
     if period not in STATS_GRANULARITY:
         raise invalid("period", "is not included in the list")
     metrics = api.store.all("metric", owner="service", owner_id=service_id)
