@@ -273,3 +273,24 @@ def test_provider_json_and_update_without_parameters(lab):
     assert "self" not in [link["rel"] for link in provider["links"]]
     r = lab.put("/admin/api/provider.json", data={"unrelated": "x"})
     assert (r.status_code, r.text) == (400, "Required parameter missing: account")
+
+
+def test_signup_default_application_plan_brings_first_published_service_plan(lab):
+    """A product without a default service plan but with a default application plan: signup subscribes
+    the account to its first published service plan and creates the "API signup" application; a product
+    with neither gets nothing. Upstream: porta app/lib/signup/plans_with_defaults.rb
+    (add_default_plans_to_service, contract_first_published_service_plan?), app/models/service.rb
+    (create_default_service_plan: "Default", published), config/examples/rolling_updates.yml."""
+    with_default = new_product(lab, "Default App Plan")["id"]
+    sp = lab.ok("GET", f"/admin/api/services/{with_default}/service_plans.json")["plans"][0]["service_plan"]
+    assert (sp["name"], sp["state"], sp["default"]) == ("Default", "published", False)
+    plan = new_plan(lab, with_default, "Starter", state_event="publish")
+    lab.ok("PUT", f"/admin/api/services/{with_default}/application_plans/{plan['id']}/default.json")
+    without = new_product(lab, "No Defaults")["id"]
+    acc = lab.ok("POST", "/admin/api/signup.json", 201,
+                 data={"org_name": "Defaults", "username": "defaults"})["account"]
+    subs = {(s["service_subscription"]["service_id"], s["service_subscription"]["plan_id"]) for s in lab.ok(
+        "GET", f"/admin/api/accounts/{acc['id']}/service_subscriptions.json")["service_subscriptions"]}
+    assert (with_default, sp["id"]) in subs and without not in {sid for sid, _ in subs}
+    apps = lab.ok("GET", f"/admin/api/accounts/{acc['id']}/applications.json")["applications"]
+    assert ("API signup", plan["id"]) in [(a["application"]["name"], a["application"]["plan_id"]) for a in apps]

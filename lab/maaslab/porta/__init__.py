@@ -12,8 +12,7 @@ Documented deviations from the real porta:
 * `/lab/stats.json` and `POST /lab/stats/reset` are lab-only (request counters, no auth).
 * Not emulated: CMS, invoices/billing, fields definitions, features, referrer filters, SSO,
   webhook delivery (webhooks are stored and shown only), master-only endpoints.
-* Signup subscribes only to products that have a default service plan (real porta may also take
-  a product's first published service plan when service plans are hidden in the admin UI).
+* Signup follows a tenant whose service plans are hidden in the admin UI (porta's default).
 * The backend listener answers a wrong/missing app_key and an inactive application with 403
   `<error>` (apisonator: 409 `<status>` with the reason), so the lab APIcast maps them to 403.
 * `porta_release` setting: "2.16" (default) or "next" (porta master: 15-character passwords).

@@ -45,14 +45,20 @@ class AccountsMixin:
         password = str(p.get("password") or "")
         self.new_user(acc["id"], {**p, "password": password}, "admin", "active" if password else "pending")
         for svc in self.services():
-            sp = next((x for x in selected if x["type"] == "ServicePlan" and x["service_id"] == svc["id"]), None) or \
-                next(iter(st.all("plan", type="ServicePlan", service_id=svc["id"], default=True)), None)
-            if sp is None:  # no service plan: no application plan either
+            def pick(ptype: str) -> dict | None:
+                return next((x for x in selected if x["type"] == ptype and x["service_id"] == svc["id"]), None) or \
+                    next(iter(st.all("plan", type=ptype, service_id=svc["id"], default=True)), None)
+            sp, ap = pick("ServicePlan"), pick("ApplicationPlan")
+            if sp is None and ap is not None:
+                # service plans hidden in the admin UI (the default) + rolling update published_service_plan_signup:
+                # an application plan brings the product's first published service plan
+                sp = next((x for x in st.all("plan", type="ServicePlan", service_id=svc["id"])
+                           if x["state"] == "published"), None)
+                if sp is None:  # "Couldn't find a Service Plan for …" → the controller answers 404
+                    raise not_found()
+            if sp is None:
                 continue
             self._subscribe(acc, sp)
-            ap = next((x for x in selected if x["type"] == "ApplicationPlan" and x["service_id"] == svc["id"]),
-                      None) or next(iter(st.all("plan", type="ApplicationPlan", service_id=svc["id"], default=True)),
-                                    None)
             if ap is not None:
                 self._create_app(acc, ap, {"name": "API signup", "description": "API signup"})
         return acc
