@@ -37,7 +37,8 @@ class RepresentersMixin:
              "base_url": f"https://{p['domain']}/", "from_email": p.get("from_email"),
              "support_email": p.get("support_email"), "finance_support_email": p.get("finance_support_email"),
              "site_access_code": p.get("site_access_code"),
-             "links": self.links(("users", "/admin/api/users"))}  # no self link (porta/CONTRACT.md §11.7)
+             # AccountRepresenter: no self link for the provider (porta/CONTRACT.md §11.7)
+             "links": self.links(("users", f"/admin/api/accounts/{p['id']}/users"))}
         return clean(d)
 
     def user_json(self, u: dict) -> dict:
