@@ -28,11 +28,9 @@ and limits are exact.
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
 import json
 import logging
-import math
 import re
 import ssl
 import threading
@@ -383,9 +381,14 @@ class APIcast:
             raise svc.error("auth_failed") from None
         if status == 200 and "<authorized>true</authorized>" in text:
             return
-        if status == 409 or "limits_exceeded" in (headers.get("3scale-rejection-reason") or "") \
-                or "usage limits are exceeded" in text:
-            retry = headers.get("3scale-limit-reset") or _seconds_to_reset(text)
+        # APIcast proxy.lua handle_backend_response: only the backend's rejection reason header makes
+        # it "limits exceeded" (Retry-After = 3scale-limit-reset as given); a limit of 0 is a disabled
+        # metric (3scale-limit-max-value: 0), answered as a failed authorisation; anything else too.
+        reason = headers.get("3scale-rejection-reason")
+        if reason == "limits_exceeded" and headers.get("3scale-limit-max-value") == "0":
+            reason = None
+        if reason == "limits_exceeded":
+            retry = headers.get("3scale-limit-reset")
             raise svc.error("limits_exceeded", {"Retry-After": retry} if retry else None)
         raise svc.error("auth_failed")
 
@@ -475,20 +478,6 @@ class APIcast:
 
 POLICIES = {"cors", "remove-bearer", "apicast", "upstream_connection"}
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _seconds_to_reset(xml: str) -> str | None:
-    """Seconds until the exceeded limit's period ends (what apisonator's 3scale-limit-reset says)."""
-    reports = re.findall(r'<usage_report[^>]*exceeded="true"[^>]*>(.*?)</usage_report>', xml, re.S)
-    ends = [m.group(1) for r in reports if (m := re.search(r"<period_end>([^<]+)</period_end>", r))]
-    if not ends:
-        return None  # e.g. an eternity limit: no reset
-    try:
-        end = min(datetime.datetime.fromisoformat(e.replace("Z", "+00:00")) for e in ends)
-    except ValueError:
-        return None
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return str(max(1, math.ceil((end - now).total_seconds())))
 
 
 def _cors_headers(conf: dict[str, Any] | None, h: GatewayHandler) -> dict[str, Any]:

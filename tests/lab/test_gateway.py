@@ -65,14 +65,32 @@ def test_plan_limit_429(stack, admin):
     r = post(p["production"], p["key"])
     assert r.status_code == 429 and r.text == "Usage limit exceeded"  # porta's default, not APIcast's
     assert r.headers["Content-Type"] == "text/plain; charset=us-ascii"
-    assert "Retry-After" not in r.headers  # an eternity limit never resets
+    # APIcast copies the backend's 3scale-limit-reset into Retry-After unchanged (proxy.lua limit_reset,
+    # errors.lua limits_exceeded); apisonator reports -1 for an eternity limit, which never resets.
+    assert r.headers["Retry-After"] == "-1"
     assert usage(admin, p["app_id"], "completions") == 2  # the rejected call is not counted
     # a per-minute limit on another metric: Retry-After = seconds left in the current minute
     plan = admin.call("GET", f"/services/{p['id']}/application_plans.json")["plans"][0]["application_plan"]
     admin.call("POST", f"/application_plans/{plan['id']}/metrics/{p['method_ids']['models']}/limits.json",
+               period="minute", value=1)
+    models = p["production"] + "/v1/models"
+    assert requests.get(models, headers={"Authorization": f"Bearer {p['key']}"}, timeout=5).status_code == 200
+    r = requests.get(models, headers={"Authorization": f"Bearer {p['key']}"}, timeout=5)
+    assert r.status_code == 429 and 0 <= int(r.headers["Retry-After"]) <= 60, r.headers
+
+
+def test_disabled_metric_is_refused_with_403(stack, admin):
+    """A limit of 0 disables a method: apisonator answers 409 limits_exceeded with
+    3scale-limit-max-value: 0, and APIcast turns that into the generic auth failure (403), not 429.
+    Upstream: APIcast gateway/src/apicast/proxy.lua handle_backend_response."""
+    p = make_product(admin, stack["ctx"].urls["model"])
+    wait_for(lambda: served(p["production"], p["key"]), REFRESH + 3)
+    plan = admin.call("GET", f"/services/{p['id']}/application_plans.json")["plans"][0]["application_plan"]
+    admin.call("POST", f"/application_plans/{plan['id']}/metrics/{p['method_ids']['models']}/limits.json",
                period="minute", value=0)
     r = requests.get(p["production"] + "/v1/models", headers={"Authorization": f"Bearer {p['key']}"}, timeout=5)
-    assert r.status_code == 429 and 1 <= int(r.headers["Retry-After"]) <= 60
+    assert r.status_code == 403 and r.text == "Authentication failed", (r.status_code, r.text)
+    assert "Retry-After" not in r.headers
 
 
 def test_cors(workshop):
@@ -217,7 +235,7 @@ def test_backend_path_prefix_routing(stack, admin):
     backend = admin.call("POST", "/backend_apis.json", name=name, system_name=name,
                          private_endpoint=stack["ctx"].urls["model"])["backend_api"]
     bhits = next(m["metric"]["id"] for m in admin.call("GET", f"/backend_apis/{backend['id']}/metrics.json")["metrics"]
-                 if m["metric"]["system_name"] == "hits")
+                 if m["metric"]["system_name"] == f"hits.{backend['id']}")  # porta's extended system names
     admin.call("POST", f"/backend_apis/{backend['id']}/mapping_rules.json", http_method="POST",
                pattern="/v1/completions", delta=1, metric_id=bhits)
     sid = admin.call("POST", "/services.json", name=name, system_name=name)["service"]["id"]
