@@ -591,6 +591,33 @@ class Porta:
             "friendly_name": friendly, "unit": None if parent_id else str(p["unit"]),
             "description": p.get("description"), "created_at": now, "updated_at": now})
 
+    def metric_in_latest_configs(self, m: dict) -> bool:
+        """porta Metric#belongs_to_latest_config?: the latest sandbox or production config of a product
+        owning the metric (or using its backend) has a proxy rule with its id."""
+        st = self.store
+        if m["owner"] == "service":
+            sids = [m["owner_id"]]
+        else:
+            sids = [u["service_id"] for u in st.all("backend_usage", backend_id=m["owner_id"])]
+        for sid in sids:
+            for env in ("sandbox", "production"):
+                c = self.latest_config(sid, env)
+                if c and any(r.get("metric_id") == m["id"] for r in c["content"]["proxy"].get("proxy_rules") or []):
+                    return True
+        return False
+
+    def destroy_metric(self, m: dict) -> None:
+        """DELETE of a metric or method: porta's Metric#destroyable? refusals answer 403 with the errors."""
+        errors = []
+        if self.metric_in_latest_configs(m):
+            kind = "Method" if m.get("parent_id") else "Metric"
+            errors.append(f"{kind} is used by the latest gateway configuration and cannot be deleted")
+        if m["system_name"] == "hits":
+            errors.append("The Hits metric cannot be deleted")
+        if errors:
+            raise Reply(403, {"errors": {"base": errors}})
+        self._delete_metric(m)
+
     def _delete_metric(self, m: dict) -> None:
         st = self.store
         for child in st.all("metric", parent_id=m["id"]):
@@ -710,6 +737,7 @@ class Porta:
             for r in brules:
                 rules.append((r, prefix + r["pattern"] if prefix else r["pattern"]))
         proxy_rules = [{"id": r["id"], "http_method": r["http_method"], "pattern": pattern,
+                        "metric_id": r["metric_id"],
                         "metric_system_name": metrics.get(r["metric_id"], {}).get("system_name", "hits"),
                         "delta": r["delta"], "last": r["last"], "parameters": re.findall(r"\{(\w+)\}", pattern),
                         "querystring_parameters": dict(kv.split("=", 1) if "=" in kv else (kv, "")
@@ -1278,7 +1306,7 @@ def metric_update(api: Porta, req: Req, owners, oid, id):
 
 @route("DELETE", A + OWN + "/metrics/" + ID)
 def metric_delete(api: Porta, req: Req, owners, oid, id):
-    api._delete_metric(need_metric(api, owners, oid, id)[1])
+    api.destroy_metric(need_metric(api, owners, oid, id)[1])
     return Reply(200, None)
 
 
@@ -1312,7 +1340,7 @@ def method_update(api: Porta, req: Req, owners, oid, mid, id):
 
 @route("DELETE", A + OWN + MET + "/" + ID)
 def method_delete(api: Porta, req: Req, owners, oid, mid, id):
-    api._delete_metric(need_metric(api, owners, oid, id, parent=mid)[1])
+    api.destroy_metric(need_metric(api, owners, oid, id, parent=mid)[1])
     return Reply(200, None)
 
 

@@ -721,3 +721,54 @@ def test_deleted_product_name_is_freed_after_purge(tmp_path):
         assert again.status_code == 201 and again.json()["service"]["id"] != sid
     finally:
         lab.stop()
+
+
+def test_method_used_by_latest_gateway_configuration_cannot_be_deleted(lab):
+    """A method (product or backend) whose mapping rule is in the latest sandbox or production config
+    cannot be deleted: 403 with the error on `base`; once a new config without it is deployed and
+    promoted, the delete goes through. The Hits metric is never deletable.
+    Upstream: porta app/models/metric.rb (destroyable?, belongs_to_latest_config?),
+    app/models/proxy.rb (metric_in_latest_configs?), app/lib/three_scale/api/responder.rb (DELETE → 403),
+    config/locales/en.yml (cannot_delete_in_use, cannot_delete_hits)."""
+    sid = new_product(lab, "Guarded Methods")["id"]
+    hits = metric_id(lab, sid)
+    method = lab.ok("POST", f"/admin/api/services/{sid}/metrics/{hits}/methods.json", 201,
+                    data={"friendly_name": "Guarded", "system_name": "guarded"})["method"]
+    rule = lab.ok("POST", f"/admin/api/services/{sid}/proxy/mapping_rules.json", 201,
+                  data={"http_method": "POST", "pattern": "/guarded", "delta": 1,
+                        "metric_id": method["id"]})["mapping_rule"]
+    path = f"/admin/api/services/{sid}/metrics/{hits}/methods/{method['id']}.json"
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    v = lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]
+    assert method["id"] in [r["metric_id"] for r in v["content"]["proxy"]["proxy_rules"]]
+    r = lab.delete(path)
+    assert (r.status_code, r.json()) == (403, {"errors": {"base": [
+        "Method is used by the latest gateway configuration and cannot be deleted"]}})
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/configs/sandbox/{v['version']}/promote.json", 201,
+           data={"to": "production"})
+    # rule removed and deployed to staging: production still uses it
+    lab.ok("DELETE", f"/admin/api/services/{sid}/proxy/mapping_rules/{rule['id']}.json")
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    assert lab.delete(path).status_code == 403
+    v2 = lab.ok("GET", f"/admin/api/services/{sid}/proxy/configs/sandbox/latest.json")["proxy_config"]
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/configs/sandbox/{v2['version']}/promote.json", 201,
+           data={"to": "production"})
+    lab.ok("DELETE", path)
+    assert lab.get(path).status_code == 404
+    r = lab.delete(f"/admin/api/services/{sid}/metrics/{hits}.json")
+    assert r.status_code == 403 and "The Hits metric cannot be deleted" in r.json()["errors"]["base"]
+    # a backend method used through a product's latest config
+    b = lab.ok("POST", "/admin/api/backend_apis.json", 201,
+               data={"name": "Guarded BE", "private_endpoint": "https://guarded.example.com"})["backend_api"]
+    bhits = lab.ok("GET", f"/admin/api/backend_apis/{b['id']}/metrics.json")["metrics"][0]["metric"]["id"]
+    bm = lab.ok("POST", f"/admin/api/backend_apis/{b['id']}/metrics/{bhits}/methods.json", 201,
+                data={"friendly_name": "BE Guarded"})["method"]
+    lab.ok("POST", f"/admin/api/backend_apis/{b['id']}/mapping_rules.json", 201,
+           data={"http_method": "GET", "pattern": "/be", "delta": 1, "metric_id": bm["id"]})
+    bpath = f"/admin/api/backend_apis/{b['id']}/metrics/{bhits}/methods/{bm['id']}.json"
+    lab.ok("POST", f"/admin/api/services/{sid}/backend_usages.json", 201,
+           data={"backend_api_id": b["id"], "path": "/b"})
+    lab.ok("POST", f"/admin/api/services/{sid}/proxy/deploy.json", 201)
+    r = lab.delete(bpath)
+    assert (r.status_code, r.json()["errors"]["base"]) == (
+        403, ["Method is used by the latest gateway configuration and cannot be deleted"])
