@@ -135,3 +135,165 @@ def test_ready_pcp_honours_late_delete_cr_and_flips_back_without_product(up):
     assert cond(obj, "Ready")["status"] == "False"
     assert cond(obj, "Failed")["message"] == 'products.capabilities.3scale.net "fb-pr" not found'
     assert obj["status"] == {"productId": "product not found", "conditions": obj["status"]["conditions"]}
+
+
+# ------------------------------------------------------------------ item 3: ActiveDoc
+def test_activedoc_defaults_then_lookup_failure_is_failed_and_retried(up):
+    """Upstream: 3scale-operator controllers/capabilities/activedoc_controller.go (SetDefaults before the
+    provider lookup; a lookup error goes to status), apis/capabilities/v1beta1/activedoc_types.go."""
+    up.apply(secret("adl-doc", {"doc.json": json.dumps(OAS30)}))
+    up.apply(activedoc("adl", {"secretRef": {"name": "adl-doc"}}, providerAccountRef={"name": "adl-tenant"}))
+    obj = up.wait("activedoc/adl", "Failed")
+    assert obj["metadata"]["generation"] == 2
+    assert obj["spec"]["systemName"] == "adl" and obj["spec"]["activeDocOpenAPIRef"]["secretRef"]["namespace"] == NS
+    assert cond(obj, "Failed")["message"] == 'secrets "adl-tenant" not found'
+    assert cond(obj, "Ready")["status"] == "False" and "providerAccountHost" not in obj["status"]
+    up.apply(secret("adl-tenant", {"adminURL": up.porta_url, "token": up.token}))
+    obj = up.wait("activedoc/adl", "Ready")
+    assert synced_current(obj, "Ready") and obj["status"]["providerAccountHost"] == up.porta_url
+
+
+def test_activedoc_orphan_is_checked_before_the_document(up):
+    """Upstream: 3scale-operator controllers/capabilities/activedoc_controller.go (checkExternalRefs before
+    activedoc_threescale_reconciler.go reads the document)."""
+    up.apply(secret("ado-doc", {"doc.json": "not an openapi document: ["}))
+    up.apply(activedoc("ado", {"secretRef": {"name": "ado-doc"}}, productSystemName="nosuch"))
+    obj = up.wait("activedoc/ado", "Orphan")
+    assert cond(obj, "Orphan")["message"] == 'spec.productSystemName: Invalid value: "nosuch": not a valid reference'
+    assert cond(obj, "Invalid")["status"] == "False"
+
+
+BASE = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}}
+OK_RESP = {"200": {"description": "ok"}}
+
+
+@pytest.mark.parametrize("name,doc,expect", [
+    ("kin-31-ok", {**BASE, "openapi": "3.1.0", "paths": {"/v1/models": {"get": {"responses": OK_RESP}}}}, None),
+    ("kin-noversion", {**BASE, "info": {"title": "t"}, "paths": {}},
+     "invalid info: value of version must be a non-empty string"),
+    ("kin-notitle", {**BASE, "info": {"version": "1"}, "paths": {}}, "invalid info: value of title must be a non-empty string"),
+    ("kin-noinfo", {"openapi": "3.0.0", "paths": {}}, "invalid info: must be an object"),
+    ("kin-nopaths", {**BASE}, "invalid paths: must be an object"),
+    ("kin-slash", {**BASE, "paths": {"v1/models": {"get": {"responses": OK_RESP}}}},
+     'invalid paths: path "v1/models" does not start with a forward slash (/)'),
+    ("kin-noresp", {**BASE, "paths": {"/x": {"get": {}}}}, "invalid paths: value of responses must be an object"),
+    ("kin-emptyresp", {**BASE, "paths": {"/x": {"get": {"responses": {}}}}},
+     "invalid paths: the responses object MUST contain at least one response code"),
+    ("kin-nodesc", {**BASE, "paths": {"/x": {"get": {"responses": {"200": {}}}}}},
+     "invalid paths: a short description of the response is required"),
+    ("kin-param", {**BASE, "paths": {"/m/{id}": {"get": {"responses": OK_RESP}}}},
+     "invalid paths: operation GET /m/{id} must define exactly all path parameters (missing: [id])"),
+    ("kin-null", {**BASE, "paths": {}, "components": {"schemas": {"N": {"type": "null"}}}},
+     "invalid components: unsupported 'type' value \"null\""),
+])
+def test_activedoc_validated_as_kin_openapi_094(up, name, doc, expect):
+    """Upstream: kin-openapi v0.94.0 openapi3/openapi3.go, info.go, paths.go, operation.go, response.go,
+    schema.go; 3scale-operator controllers/capabilities/activedoc_threescale_reconciler.go (field prefix)."""
+    up.apply(secret(name, {"doc.json": json.dumps(doc)}))
+    up.apply(activedoc(name, {"secretRef": {"name": name}}))
+    if expect is None:
+        assert synced_current(up.wait(f"activedoc/{name}", "Ready"), "Ready")
+        return
+    obj = up.wait(f"activedoc/{name}", "Invalid")
+    assert cond(obj, "Invalid")["message"] == (
+        f'spec.activeDocOpenAPIRef.secretRef: Invalid value: v1.ObjectReference{{Kind:"", Namespace:"{NS}", '
+        f'Name:"{name}", UID:"", APIVersion:"", ResourceVersion:"", FieldPath:""}}: {expect}')
+
+
+def test_activedoc_does_not_watch_its_secret(up):
+    """Upstream: 3scale-operator controllers/capabilities/activedoc_controller.go (SetupWithManager watches
+    ActiveDoc only)."""
+    up.apply(secret("adw-doc", {"doc.json": json.dumps(OAS30)}))
+    up.apply(activedoc("adw", {"secretRef": {"name": "adw-doc"}}))
+    doc_id = up.wait("activedoc/adw", "Ready")["status"]["activeDocId"]
+    changed = {**OAS30, "info": {"title": "changed", "version": "2"}}
+    up.apply(secret("adw-doc", {"doc.json": json.dumps(changed)}))
+    # another ActiveDoc reconciled after the Secret change proves the worker went past it
+    up.apply(secret("adw-other", {"doc.json": json.dumps(OAS30)}))
+    up.apply(activedoc("adw-other", {"secretRef": {"name": "adw-other"}}))
+    up.wait("activedoc/adw-other", "Ready")
+    body = lambda: json.loads(up.porta("GET", f"/admin/api/active_docs/{doc_id}.json").json()["api_doc"]["body"])  # noqa: E731
+    assert body()["info"]["title"] == "tiny"
+    up.kubectl("patch", "activedoc/adw", "--type=merge", "-p", '{"spec":{"description":"touched"}}')
+    poll(lambda: body()["info"]["title"] == "changed")
+
+
+# ------------------------------------------------------------------ item 4: Failed texts and friends
+def test_product_create_error_has_reconcile3scale_prefix(up):
+    """Upstream: 3scale-operator controllers/capabilities/product_threescale_reconciler.go
+    (reconcile3scaleProduct), 3scale-porta-go-client client/client.go (422 reason re-marshalled)."""
+    up.apply(product("pc-x", systemName="x"))
+    obj = up.wait("product/pc-x", "Failed")
+    assert cond(obj, "Failed")["message"] == (
+        'reconcile3scaleProduct product [x]: error calling 3scale system - reason: {"system_name":["invalid. Only '
+        'ASCII letters, numbers, dashes and underscores are allowed."]} - code: 422')
+
+
+def test_duplicate_friendly_name_reaches_porta(up):
+    """Upstream: 3scale-operator apis/capabilities/v1beta1/product_types.go (Validate's friendly-name map
+    is keyed by system name), controllers/capabilities/metrics.go."""
+    up.apply(product("fn-pr", metrics={"hits": {"friendlyName": "Hits", "unit": "hit"},
+                                       "tokens": {"friendlyName": "Hits", "unit": "token"}}))
+    obj = up.wait("product/fn-pr", "Failed")
+    assert cond(obj, "Invalid")["status"] == "False"
+    assert cond(obj, "Failed")["message"] == (
+        'task failed SyncMetrics: error sync product metrics [fnpr]: error calling 3scale system - reason: '
+        '{"friendly_name":["has already been taken"]} - code: 422')
+    up.kubectl("patch", "product/fn-pr", "--type=merge", "-p", '{"spec":{"metrics":{"tokens":{"friendlyName":"Tokens"}}}}')
+    assert synced_current(fresh_status(up, "product/fn-pr", "Synced"))
+
+
+def test_policy_configuration_ref_failed_then_synced_and_inline_wins(up):
+    """Upstream: 3scale-operator controllers/capabilities/product_policies.go (convertPolicyConfiguration)."""
+    up.apply(product("pol-pr", policies=[
+        {"name": "cors", "version": "builtin", "enabled": True, "configurationRef": {"name": "pol-cors"}},
+        {"name": "headers", "version": "builtin", "enabled": True, "configuration": {"inline": True},
+         "configurationRef": {"name": "pol-missing"}}]))
+    obj = up.wait("product/pol-pr", "Failed")
+    assert cond(obj, "Failed")["message"] == 'task failed SyncPolicies: secrets "pol-cors" not found'
+    assert cond(obj, "Invalid")["status"] == "False"
+    up.apply(secret("pol-cors", {"configuration": json.dumps({"allow_origin": "*"})}))
+    pid = up.wait("product/pol-pr", "Synced", timeout=60)["status"]["productId"]
+    chain = up.porta("GET", f"/admin/api/services/{pid}/proxy/policies.json").json()["policies_config"]
+    assert [(p["name"], p["configuration"]) for p in chain] == [
+        ("cors", {"allow_origin": "*"}), ("headers", {"inline": True}), ("apicast", {})]
+
+
+def test_touching_pricing_ranges_pass_the_operator_and_reach_porta(up):
+    """Upstream: 3scale-operator apis/capabilities/v1beta1/product_types.go (isOverlappingRanges: strict),
+    controllers/capabilities/application_plan_reconciler.go (nested task runner); porta
+    app/models/pricing_rule.rb range_overlap (inclusive ranges: 1..10 and 10..20 overlap)."""
+    rules = [{"from": 1, "to": 10, "pricePerUnit": "0.10", "metricMethodRef": {"systemName": "hits"}},
+             {"from": 10, "to": 20, "pricePerUnit": "0.05", "metricMethodRef": {"systemName": "hits"}}]
+    up.apply(product("pr-touch", applicationPlans={"p": {"name": "P", "pricingRules": rules}}))
+    obj = up.wait("product/pr-touch", "Failed")
+    assert cond(obj, "Invalid")["status"] == "False"  # the operator allows them; porta refuses the second
+    assert cond(obj, "Failed")["message"] == (
+        "task failed SyncApplicationPlans: error sync product [prtouch] plan [p]: task failed SyncPricingRules: "
+        'error calling 3scale system - reason: {"min":["overlaps with other pricing rule"]} - code: 422')
+    rules[1]["from"] = 11
+    up.kubectl("patch", "product/pr-touch", "--type=merge", "-p",
+               json.dumps({"spec": {"applicationPlans": {"p": {"pricingRules": rules}}}}))
+    assert synced_current(fresh_status(up, "product/pr-touch", "Synced"))
+    rules.append({"from": 15, "to": 30, "pricePerUnit": "0.01", "metricMethodRef": {"systemName": "hits"}})
+    up.kubectl("patch", "product/pr-touch", "--type=merge", "-p",
+               json.dumps({"spec": {"applicationPlans": {"p": {"pricingRules": rules}}}}))
+    obj = fresh_status(up, "product/pr-touch", "Invalid")
+    assert cond(obj, "Invalid")["message"] == (
+        'spec.applicationPlans[p].pricingRules[2]: Invalid value: "{\\"from\\":15,\\"to\\":30,\\"metricMethodRef\\":'
+        '{\\"systemName\\":\\"hits\\"},\\"pricePerUnit\\":\\"0.01\\"}": '
+        "'From' value cannot be less than 'To' values of current rules for the same metric.")
+
+
+def test_delete_with_provider_secret_gone_drops_the_finalizer(up):
+    """Upstream: 3scale-operator controllers/capabilities/backend_controller.go and product_controller.go
+    (removeXFrom3scale: a NotFound provider lookup leaves the 3scale object)."""
+    up.apply(secret("gone-tenant", {"adminURL": up.porta_url, "token": up.token}))
+    up.apply(backend("gone-be", providerAccountRef={"name": "gone-tenant"}))
+    bid = up.wait("backend/gone-be", "Synced")["status"]["backendId"]
+    up.apply(product("gone-pr", providerAccountRef={"name": "gone-tenant"}))
+    pid = up.wait("product/gone-pr", "Synced")["status"]["productId"]
+    up.kubectl("delete", "secret/gone-tenant")
+    up.kubectl("delete", "product/gone-pr", "backend/gone-be", "--timeout=30s")
+    assert up.porta("GET", f"/admin/api/services/{pid}.json").status_code == 200
+    assert up.porta("GET", f"/admin/api/backend_apis/{bid}.json").status_code == 200
