@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import re
 
-from .errors import Invalid, PortaError, ProviderLookupError, field_invalid, field_required
+from .errors import CLIENT_ERRORS, Invalid, PortaError, ProviderLookupError, field_invalid, field_required
 from .runtime import BACKENDS, PRODUCTS, REQUEUE, Runtime, run_tasks
 from .threescale import SyncError, sync_methods, sync_metrics, sync_rules
 
@@ -103,7 +103,7 @@ class BackendController:
                 if changed:  # private_endpoint differs on every pass (porta adds the port): harmless, as upstream
                     porta.call("PUT", f"/admin/api/backend_apis/{cur['id']}.json", changed)
                 state["id"] = cur["id"]
-            except PortaError as e:
+            except CLIENT_ERRORS as e:
                 raise SyncError(f"error sync backend [{sn}]: {e}") from e
 
         base = lambda: f"/admin/api/backend_apis/{state['id']}"  # noqa: E731 - known after SyncBackend

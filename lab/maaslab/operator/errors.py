@@ -7,6 +7,7 @@ pkg/util/validation/field/errors.go (how a field error and an error list print) 
 """
 from __future__ import annotations
 
+import http.client
 import json
 from typing import Any
 
@@ -136,6 +137,11 @@ def porta_reason(status: int, body: str) -> str:
                                                for v in errors.values()):
         return "decoding error - json: cannot unmarshal errors into Go struct field .errors of type map[string][]string"
     return go_json(errors)
+
+
+# what a porta call can raise: porta's answer, or the transport (TLS, refused, reset) and bad JSON;
+# upstream wraps all of them the same way (a Go client error)
+CLIENT_ERRORS = (PortaError, OSError, http.client.HTTPException, ValueError)
 
 
 def task_failed(task: str, err: Exception) -> str:

@@ -263,9 +263,11 @@ def _parameter(doc: dict, p: Any) -> None:
     explode = p.get("explode") if p.get("explode") is not None else style == "form"
     if style not in allowed or (style == "deepObject" and not explode):
         raise OpenAPIError(f"parameter {json.dumps(name)} schema is invalid: serialization method with "
-                           f"style={json.dumps(style)} and explode={str(bool(explode)).lower()} is not supported by a {where} parameter")
+                           f"style={json.dumps(style)} and explode={str(bool(explode)).lower()} "
+                           f"is not supported by a {where} parameter")
     if (p.get("schema") is None) == (p.get("content") is None):
-        raise OpenAPIError(f"parameter {json.dumps(name)} schema is invalid: parameter must contain exactly one of content and schema")
+        raise OpenAPIError(f"parameter {json.dumps(name)} schema is invalid: "
+                           "parameter must contain exactly one of content and schema")
     if p.get("schema") is not None:
         try:
             _schema(doc, p["schema"], [])

@@ -7,7 +7,7 @@ application_plan_reconciler.go (the per-plan tasks and their prefixes).
 """
 from __future__ import annotations
 
-from .errors import PortaError
+from .errors import CLIENT_ERRORS
 from .porta_client import PortaClient, unwrap
 from .runtime import run_tasks
 from .threescale import SyncError, metric_ids
@@ -22,7 +22,7 @@ def sync_plans(porta: PortaClient, pid: int, spec: dict, backends: dict[str, dic
         for key, cur in plans.items():
             if key not in desired:
                 porta.call("DELETE", f"{svc}/application_plans/{cur['id']}.json")
-    except PortaError as e:
+    except CLIENT_ERRORS as e:
         raise SyncError(f"error sync product [{sn}] plans: {e}") from e
     ids = MetricIds(porta, svc, backends)
     for key in [k for k in desired if k in plans] + [k for k in desired if k not in plans]:
@@ -74,13 +74,13 @@ def plan_tasks(porta: PortaClient, svc: str, key: str, p: dict, cur: dict, metri
         if changed:
             try:
                 porta.call("PUT", f"{svc}/application_plans/{cur['id']}.json", changed)
-            except PortaError as e:
+            except CLIENT_ERRORS as e:
                 raise SyncError(f"error sync plan [{key};{cur['id']}]: {e}") from e
 
     def sync_limits():
         try:
             existing = unwrap(porta.call("GET", f"{plan}/limits.json"), "limits", "limit")
-        except PortaError as e:
+        except CLIENT_ERRORS as e:
             raise SyncError(f"error sync plan [{key}] limits: {e}") from e
         want = [(metric_id(x["metricMethodRef"]), x["period"], int(x["value"])) for x in p.get("limits") or []]
         for lim in existing:
@@ -95,7 +95,7 @@ def plan_tasks(porta: PortaClient, svc: str, key: str, p: dict, cur: dict, metri
     def sync_pricing_rules():
         try:
             existing = unwrap(porta.call("GET", f"{plan}/pricing_rules.json"), "pricing_rules", "pricing_rule")
-        except PortaError as e:
+        except CLIENT_ERRORS as e:
             raise SyncError(f"error sync plan [{key}] pricing rules: {e}") from e
         want = [(metric_id(x["metricMethodRef"]), int(x["from"]), int(x["to"]), float(x["pricePerUnit"]))
                 for x in p.get("pricingRules") or []]

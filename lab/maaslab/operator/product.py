@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from .backend import HITS
-from .errors import (ERR_REFERENCED_METHOD_IS_BEING_DELETED, GoStruct, Invalid, Orphan, PortaError,
+from .errors import (CLIENT_ERRORS, ERR_REFERENCED_METHOD_IS_BEING_DELETED, GoStruct, Invalid, Orphan, PortaError,
                      ProviderLookupError, field_invalid, field_required)
 from .plans import sync_plans
 from .porta_client import unwrap
@@ -226,7 +226,7 @@ class ProductController:
                         if s.get("system_name") == sn), None)
             if cur is None:
                 cur = porta.call("POST", "/admin/api/services.json", {"system_name": sn, "name": spec["name"]})["service"]
-        except PortaError as e:
+        except CLIENT_ERRORS as e:
             raise RuntimeError(f"reconcile3scaleProduct product [{sn}]: {e}") from None
         pid = cur["id"]
         svc = f"/admin/api/services/{pid}"
@@ -245,7 +245,7 @@ class ProductController:
             if changed:
                 try:
                     porta.call("PUT", f"{svc}.json", changed)
-                except PortaError as e:
+                except CLIENT_ERRORS as e:
                     raise SyncError(f"error sync product [{sn};{pid}]: {e}") from e
 
         def sync_backend_usages():
@@ -263,7 +263,7 @@ class ProductController:
                         desired.pop(bid)
                 for bid, path in desired.items():
                     porta.call("POST", f"{svc}/backend_usages.json", {"backend_api_id": bid, "path": path})
-            except PortaError as e:
+            except CLIENT_ERRORS as e:
                 raise SyncError(f"error sync product [{sn}] backendusages: {e}") from e
 
         def sync_proxy():
@@ -272,13 +272,13 @@ class ProductController:
                 return
             try:
                 proxy = porta.call("GET", f"{svc}/proxy.json")["proxy"]
-            except PortaError as e:
+            except CLIENT_ERRORS as e:
                 raise SyncError(f"error sync product [{sn}] proxy: {e}") from e
             changed = {k: v for k, v in want.items() if str(proxy.get(k) if proxy.get(k) is not None else "") != str(v)}
             if changed:
                 try:
                     porta.call("PATCH", f"{svc}/proxy.json", changed)
-                except PortaError as e:
+                except CLIENT_ERRORS as e:
                     raise SyncError(f"error updating product proxy: {e}") from e
 
         run_tasks([
@@ -301,14 +301,14 @@ class ProductController:
         spec, sn = obj["spec"], obj["spec"]["systemName"]
         try:
             cur_chain = (porta.call("GET", f"{svc}/proxy/policies.json") or {}).get("policies_config") or []
-        except PortaError as e:
+        except CLIENT_ERRORS as e:
             raise SyncError(f"error sync product [{sn}] policies: {e}") from e
         chain = [{"name": p["name"], "version": p["version"], "configuration": self.policy_configuration(obj, p),
                   "enabled": bool(p.get("enabled"))} for p in spec.get("policies") or []]
         if [{k: c.get(k) for k in ("name", "version", "configuration", "enabled")} for c in cur_chain] != chain:
             try:
                 porta.call("PUT", f"{svc}/proxy/policies.json", {"policies_config": json.dumps(chain)})
-            except PortaError as e:
+            except CLIENT_ERRORS as e:
                 raise SyncError(f"error sync product [{sn}] policies: {e}") from e
 
     def policy_configuration(self, obj: dict, policy: dict) -> dict:

@@ -7,8 +7,8 @@ proxyconfigpromote_status_reconciler.go; pkg/helper/reconcile_error_handler.go (
 """
 from __future__ import annotations
 
-from .errors import (ERR_REFERENCED_METHOD_IS_BEING_DELETED, NO_CHANGES_TAIL, PRODUCT_NOT_READY, PROMOTED_MSG, Invalid,
-                     PortaError, field_invalid)
+from .errors import (CLIENT_ERRORS, ERR_REFERENCED_METHOD_IS_BEING_DELETED, NO_CHANGES_TAIL, PRODUCT_NOT_READY,
+                     PROMOTED_MSG, Invalid, PortaError, field_invalid)
 from .runtime import PCPS, PRODUCTS, REQUEUE, Runtime, cond_message, cond_true
 
 TYPES = ["Failed", "Ready"]
@@ -72,15 +72,15 @@ class ProxyConfigPromoteController:
         def latest(env: str, fields: tuple, missing_ok: bool) -> int:
             try:
                 return int(porta.call("GET", f"{svc}/configs/{env}/latest.json")["proxy_config"]["version"])
-            except PortaError as e:
-                if e.status == 404 and missing_ok:
+            except CLIENT_ERRORS as e:
+                if isinstance(e, PortaError) and e.status == 404 and missing_ok:
                     return 0
                 raise PromoteError(fields, e) from None
 
         def deploy() -> None:
             try:
                 porta.call("POST", f"{svc}/deploy.json", {})
-            except PortaError as e:
+            except CLIENT_ERRORS as e:
                 raise PromoteError((pid, 0, 0), e) from None
 
         try:
@@ -100,7 +100,7 @@ class ProxyConfigPromoteController:
         prod = latest("production", (pid, 0, stage), True)
         try:
             porta.call("POST", f"{svc}/configs/sandbox/{stage}/promote.json", {"to": "production"})
-        except PortaError:  # any error of the promote call reads "no product changes detected"
+        except CLIENT_ERRORS:  # any error of the promote call reads "no product changes detected"
             raise PromoteError((pid, prod, stage), no_changes("production")) from None
         return pid, stage, stage
 

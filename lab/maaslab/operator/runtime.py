@@ -18,7 +18,6 @@ import re
 import ssl
 import threading
 import time
-import urllib.parse
 from typing import Any
 from collections.abc import Callable
 

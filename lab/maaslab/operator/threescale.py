@@ -7,7 +7,7 @@ backend counterparts in backend_threescale_reconciler.go (error prefixes "error 
 """
 from __future__ import annotations
 
-from .errors import PortaError
+from .errors import CLIENT_ERRORS
 from .porta_client import PortaClient, strip_suffix
 
 
@@ -41,7 +41,7 @@ def sync_methods(porta: PortaClient, base: str, spec: dict, prefix: str) -> None
         for sn, m in existing.items():
             if sn not in desired:
                 porta.call("DELETE", f"{coll}/{m['id']}.json")
-    except PortaError as e:
+    except CLIENT_ERRORS as e:
         raise SyncError(f"{prefix}: {e}") from e
 
 
@@ -59,7 +59,7 @@ def sync_metrics(porta: PortaClient, base: str, spec: dict, prefix: str) -> None
         for sn, m in existing.items():
             if sn not in desired and sn != "hits":
                 porta.call("DELETE", f"{base}/metrics/{m['id']}.json")
-    except PortaError as e:
+    except CLIENT_ERRORS as e:
         raise SyncError(f"{prefix}: {e}") from e
 
 
@@ -94,5 +94,5 @@ def sync_rules(porta: PortaClient, coll: str, item: str, rules: list[dict], ids_
                 m, pattern, mid, delta, last = key
                 porta.call("POST", coll, {"http_method": m, "pattern": pattern, "metric_id": mid, "delta": delta,
                                           "last": str(last).lower(), "position": pos})
-    except PortaError as e:
+    except CLIENT_ERRORS as e:
         raise SyncError(f"{prefix}: {e}") from e
