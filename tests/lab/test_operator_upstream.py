@@ -297,3 +297,36 @@ def test_delete_with_provider_secret_gone_drops_the_finalizer(up):
     up.kubectl("delete", "product/gone-pr", "backend/gone-be", "--timeout=30s")
     assert up.porta("GET", f"/admin/api/services/{pid}.json").status_code == 200
     assert up.porta("GET", f"/admin/api/backend_apis/{bid}.json").status_code == 200
+
+
+def _alias_of_loopback() -> str | None:
+    """A host name that resolves to 127.0.0.1 but is not in the lab certificate (localhost, 127.0.0.1)."""
+    import socket
+    for name in (socket.gethostname(), "vm", "runsc"):
+        try:
+            if name not in ("localhost",) and socket.gethostbyname(name) == "127.0.0.1":
+                return name
+        except OSError:
+            continue
+    return None
+
+
+def test_pcp_reads_the_tls_skip_annotation_from_itself(up):
+    """Upstream: 3scale-operator controllers/capabilities/proxyconfigpromote_controller.go
+    (GetInsecureSkipVerifyAnnotation(proxyConfigPromote.GetAnnotations()))."""
+    alias = _alias_of_loopback()
+    if alias is None:
+        pytest.skip("no other name for 127.0.0.1 on this machine")
+    port = up.porta_url.rsplit(":", 1)[1]
+    up.apply(secret("tls-tenant", {"adminURL": f"https://{alias}:{port}", "token": up.token}))
+    body = product("tls-pr", providerAccountRef={"name": "tls-tenant"})
+    body["metadata"]["annotations"] = {"insecure_skip_verify": "true"}
+    up.apply(body)
+    up.wait("product/tls-pr", "Synced")
+    up.apply(pcp("tls-strict", "tls-pr"))
+    obj = up.wait("proxyconfigpromote/tls-strict", "Failed")
+    assert "certificate" in cond(obj, "Failed")["message"] and cond(obj, "Ready")["status"] == "False"
+    skip = pcp("tls-skip", "tls-pr")
+    skip["metadata"]["annotations"] = {"insecure_skip_verify": "true"}
+    up.apply(skip)
+    assert up.wait("proxyconfigpromote/tls-skip", "Ready")["status"]["latestStagingVersion"] > 0
