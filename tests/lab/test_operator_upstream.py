@@ -330,3 +330,27 @@ def test_pcp_reads_the_tls_skip_annotation_from_itself(up):
     skip["metadata"]["annotations"] = {"insecure_skip_verify": "true"}
     up.apply(skip)
     assert up.wait("proxyconfigpromote/tls-skip", "Ready")["status"]["latestStagingVersion"] > 0
+
+
+def test_backend_metric_removal_cleans_product_plan_references(up):
+    """Upstream: 3scale-operator controllers/capabilities/backend_threescale_reconciler.go
+    (deleteExternalMetricReferences / deleteExternalMetricReferencesOnProduct)."""
+    up.apply(backend("xr-be", metrics={"tokens": {"friendlyName": "Tokens", "unit": "token"}},
+                     methods={"chat": {"friendlyName": "Chat"}}))
+    up.wait("backend/xr-be", "Synced")
+    plans = {"basic": {"name": "Basic", "limits": [
+        {"period": "day", "value": 10, "metricMethodRef": {"systemName": "hits"}},
+        {"period": "day", "value": 5, "metricMethodRef": {"systemName": "tokens", "backend": "xrbe"}}],
+        "pricingRules": [{"from": 1, "to": 9, "pricePerUnit": "1.00", "metricMethodRef": {"systemName": "chat", "backend": "xrbe"}}]}}
+    up.apply(product("xr-pr", "xrbe", applicationPlans=plans))
+    up.wait("product/xr-pr", "Synced")
+    # one at a time: only Synced Product CRs are cleaned (helper.ProductList), and the cleaned Product
+    # re-syncs against the Backend spec (removing both at once races with that re-sync, as upstream)
+    up.kubectl("patch", "backend/xr-be", "--type=json", "-p", json.dumps([{"op": "remove", "path": "/spec/methods"}]))
+    poll(lambda: not up.get("product/xr-pr")["spec"]["applicationPlans"]["basic"].get("pricingRules"))
+    assert synced_current(fresh_status(up, "product/xr-pr", "Synced"))
+    up.kubectl("patch", "backend/xr-be", "--type=json", "-p", json.dumps([{"op": "remove", "path": "/spec/metrics/tokens"}]))
+    plan = poll(lambda: len((p := up.get("product/xr-pr")["spec"]["applicationPlans"]["basic"])["limits"]) == 1 and p)
+    assert plan["limits"] == [{"period": "day", "value": 10, "metricMethodRef": {"systemName": "hits"}}]
+    assert synced_current(fresh_status(up, "backend/xr-be", "Synced"))
+    assert synced_current(fresh_status(up, "product/xr-pr", "Synced"))

@@ -10,7 +10,7 @@ import copy
 import re
 
 from .errors import CLIENT_ERRORS, Invalid, PortaError, ProviderLookupError, field_invalid, field_required
-from .runtime import BACKENDS, PRODUCTS, REQUEUE, Runtime, run_tasks
+from .runtime import BACKENDS, PRODUCTS, REQUEUE, Runtime, cond_true, run_tasks
 from .threescale import SyncError, sync_methods, sync_metrics, sync_rules
 
 FINALIZER = "backend.capabilities.3scale.net/finalizer"
@@ -76,7 +76,7 @@ class BackendController:
             if errs:
                 raise Invalid(errs)
             rt.check_fault("Backend", obj)
-            fields["backendId"] = self.sync(rt.porta(provider, obj), spec)
+            fields["backendId"] = self.sync(rt.porta(provider, obj), obj, provider)
         except Invalid as e:
             rt.write_status(BACKENDS, obj, fields, TYPES, {"Invalid": str(e), "Failed": str(e)})
             return None
@@ -86,7 +86,8 @@ class BackendController:
         rt.write_status(BACKENDS, obj, fields, TYPES, {"Synced": ""})
         return None
 
-    def sync(self, porta, spec: dict) -> int:
+    def sync(self, porta, obj: dict, provider) -> int:
+        spec = obj["spec"]
         sn = spec["systemName"]
         remote = porta.list("/admin/api/backend_apis.json", "backend_apis", "backend_api")  # the remote index
         state: dict = {}
@@ -107,15 +108,43 @@ class BackendController:
                 raise SyncError(f"error sync backend [{sn}]: {e}") from e
 
         base = lambda: f"/admin/api/backend_apis/{state['id']}"  # noqa: E731 - known after SyncBackend
+        cleanup = lambda names: self.delete_external_metric_references(obj, provider, names)  # noqa: E731
         run_tasks([
             ("SyncBackend", sync_backend),
-            ("SyncMethods", lambda: sync_methods(porta, base(), spec, f"error sync backend methods [{sn}]")),
-            ("SyncMetrics", lambda: sync_metrics(porta, base(), spec, f"error sync backend metrics [{sn}]")),
+            ("SyncMethods", lambda: sync_methods(porta, base(), spec, f"error sync backend methods [{sn}]", cleanup)),
+            ("SyncMetrics", lambda: sync_metrics(porta, base(), spec, f"error sync backend metrics [{sn}]", cleanup)),
             ("SyncMappingRules", lambda: sync_rules(porta, f"{base()}/mapping_rules.json", base() + "/mapping_rules/{id}.json",
                                                     spec.get("mappingRules") or [], base(),
                                                     f"error sync backend [{sn}] mappingrules")),
         ])
         return state["id"]
+
+    def delete_external_metric_references(self, obj: dict, provider, names: list[str]) -> None:
+        """deleteExternalMetricReferences: plan limits and pricing rules of the Synced Product CRs (same
+        tenant) that use this backend and point at a metric/method just deleted are removed from those CRs."""
+        if not names:
+            return
+        rt, sn = self.rt, obj["spec"]["systemName"]
+        for p in rt.kube.list(PRODUCTS, obj["metadata"]["namespace"])[0]:
+            if not cond_true(p, "Synced"):
+                continue
+            try:
+                if rt.lookup_provider(p).admin_url != provider.admin_url:
+                    continue
+            except ProviderLookupError as e:
+                raise RuntimeError(f"deleteExternalMetricReferences: ProductList: {e}") from None
+            pspec = p.get("spec") or {}
+            if sn not in (pspec.get("backendUsages") or {}):
+                continue
+            changed = False
+            for plan in (pspec.get("applicationPlans") or {}).values():
+                for key in ("limits", "pricingRules"):
+                    kept = [x for x in plan.get(key) or [] if (x.get("metricMethodRef") or {}).get("backend") != sn
+                            or (x.get("metricMethodRef") or {}).get("systemName") not in names]
+                    if len(kept) != len(plan.get(key) or []):
+                        plan[key], changed = kept, True
+            if changed:
+                rt.kube.update(PRODUCTS, p)
 
     def finalize(self, obj: dict):
         """First remove references to this backend from the Product CRs of the same tenant (requeue),

@@ -7,6 +7,8 @@ backend counterparts in backend_threescale_reconciler.go (error prefixes "error 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .errors import CLIENT_ERRORS
 from .porta_client import PortaClient, strip_suffix
 
@@ -23,9 +25,11 @@ def _hits_id(metrics: list[dict]) -> int:
     return next(m["id"] for m in metrics if not m.get("parent_id") and strip_suffix(m["system_name"]) == "hits")
 
 
-def sync_methods(porta: PortaClient, base: str, spec: dict, prefix: str) -> None:
+def sync_methods(porta: PortaClient, base: str, spec: dict, prefix: str,
+                 removed: Callable[[list[str]], None] | None = None) -> None:
     """Update matched, create missing, delete the remote methods the CR does not name. porta refuses
-    the delete of a method used by the latest gateway configuration (422): the task stops there."""
+    the delete of a method used by the latest gateway configuration: the task stops there. `removed`
+    gets the deleted system names (the Backend cleans the Product CRs that reference them)."""
     desired = spec.get("methods") or {}
     try:
         hits = _hits_id(_metrics(porta, base))
@@ -38,14 +42,17 @@ def sync_methods(porta: PortaClient, base: str, spec: dict, prefix: str) -> None
                 porta.call("POST", f"{coll}.json", {"system_name": sn, **want})
             elif any((cur.get(k) or "") != (v or "") for k, v in want.items()):
                 porta.call("PUT", f"{coll}/{cur['id']}.json", want)
-        for sn, m in existing.items():
-            if sn not in desired:
-                porta.call("DELETE", f"{coll}/{m['id']}.json")
+        gone = [sn for sn in existing if sn not in desired]
+        for sn in gone:
+            porta.call("DELETE", f"{coll}/{existing[sn]['id']}.json")
     except CLIENT_ERRORS as e:
         raise SyncError(f"{prefix}: {e}") from e
+    if removed is not None:
+        removed(gone)
 
 
-def sync_metrics(porta: PortaClient, base: str, spec: dict, prefix: str) -> None:
+def sync_metrics(porta: PortaClient, base: str, spec: dict, prefix: str,
+                 removed: Callable[[list[str]], None] | None = None) -> None:
     desired = spec.get("metrics") or {}
     try:
         existing = {strip_suffix(m["system_name"]): m for m in _metrics(porta, base) if not m.get("parent_id")}
@@ -56,11 +63,13 @@ def sync_metrics(porta: PortaClient, base: str, spec: dict, prefix: str) -> None
                 porta.call("POST", f"{base}/metrics.json", {"system_name": sn, **want})
             elif any((cur.get(k) or "") != (v or "") for k, v in want.items()):
                 porta.call("PUT", f"{base}/metrics/{cur['id']}.json", want)
-        for sn, m in existing.items():
-            if sn not in desired and sn != "hits":
-                porta.call("DELETE", f"{base}/metrics/{m['id']}.json")
+        gone = [sn for sn in existing if sn not in desired and sn != "hits"]
+        for sn in gone:
+            porta.call("DELETE", f"{base}/metrics/{existing[sn]['id']}.json")
     except CLIENT_ERRORS as e:
         raise SyncError(f"{prefix}: {e}") from e
+    if removed is not None:
+        removed(gone)
 
 
 def metric_ids(porta: PortaClient, base: str) -> dict[str, int]:
