@@ -354,3 +354,29 @@ def test_backend_metric_removal_cleans_product_plan_references(up):
     assert plan["limits"] == [{"period": "day", "value": 10, "metricMethodRef": {"systemName": "hits"}}]
     assert synced_current(fresh_status(up, "backend/xr-be", "Synced"))
     assert synced_current(fresh_status(up, "product/xr-pr", "Synced"))
+
+
+@pytest.mark.parametrize("raw,expect", [
+    (b'{"openapi": 3.0, "info": {"title": "t", "version": "1"}, "paths": {}}',
+     'error unmarshaling JSON: failed to unmarshal property "openapi" (*string): '
+     "json: cannot unmarshal number into Go value of type string"),
+    (b'{"openapi": "3.0.0", "info": "x", "paths": {}}',
+     'error unmarshaling JSON: failed to unmarshal property "info" (*openapi3.Info): failed to unmarshal extension '
+     'properties: json: cannot unmarshal string into Go value of type map[string]json.RawMessage ("x")'),
+    (b'{"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": []}',
+     'error unmarshaling JSON: failed to unmarshal property "paths" (*openapi3.Paths): '
+     "json: cannot unmarshal array into Go value of type openapi3.Paths"),
+    (b"openapi: 3.0.0\ninfo: {title: t, version: '1'}\npaths:\n  /m/{id}:\n    get:\n      parameters:\n"
+     b"      - {name: id, in: path, schema: {type: string}}\n      responses: {'200': {description: ok}}\n",
+     'invalid paths: path parameter "id" must be required'),
+    (b'{"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {"responses": '
+     b'{"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Nope"}}}}}}}}}',
+     'failed to resolve "Nope" in fragment in URI: "#/components/schemas/Nope": map key "Nope" not found'),
+])
+def test_kin_openapi_094_decoding_and_validation_texts(raw, expect):
+    """Upstream: kin-openapi v0.94.0 jsoninfo/unmarshal.go (property wrapping in JSON-name order),
+    openapi3/loader.go (LoadFromData, ghodss/yaml, local refs), openapi3/parameter.go (Validate)."""
+    from maaslab.operator.openapi import OpenAPIError, load_and_validate
+    with pytest.raises(OpenAPIError) as err:
+        load_and_validate(raw)
+    assert str(err.value) == expect

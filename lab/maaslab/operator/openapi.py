@@ -152,8 +152,11 @@ def _resolve_refs(doc: dict) -> None:
                 if not frag.startswith("/"):
                     raise OpenAPIError(f"expected fragment prefix '#/' in URI {json.dumps(ref)}")
                 cursor: Any = doc
-                for part in frag[1:].split("/"):
+                for depth, part in enumerate(frag[1:].split("/")):
                     part = part.replace("~1", "/").replace("~0", "~")
+                    if depth < 2 and isinstance(cursor, dict) and part not in cursor:
+                        cursor = {}  # T and Components are Go structs: the field exists, its map is nil
+                        continue
                     if not isinstance(cursor, dict) or part not in cursor:
                         raise OpenAPIError(f'failed to resolve {json.dumps(part)} in fragment in URI: {json.dumps(ref)}: '
                                            f'map key {json.dumps(part)} not found')
