@@ -177,6 +177,12 @@ def test_fault_injection_and_request_counters(fresh):
     s = stats()
     assert s["faults"] == {"errors": 2, "drops": 1, "delays": 1}
     assert s["requests"] == 3 + 6
+    # max_count: exactly the first N matching calls fail; new switches start a new budget
+    set_faults({"porta": {"error_rate": 1.0, "max_count": 2, "path_regex": "^/admin/api/services"}})
+    assert [lab.get("/admin/api/services.json").status_code for _ in range(4)] == [503, 503, 200, 200]
+    set_faults({"porta": {"error_rate": 1.0, "max_count": 1}})
+    assert [lab.get("/admin/api/services.json").status_code for _ in range(2)] == [503, 200]
+    assert stats()["faults"]["errors"] == 2 + 3
 
 
 def test_deleted_product_name_is_freed_after_purge(tmp_path):

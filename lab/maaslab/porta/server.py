@@ -205,7 +205,7 @@ class ServerMixin:
                 with self.stats_lock:
                     self.fault_stats["delays"] += 1
                 time.sleep(float(faults["delay"]))  # injected latency, not a wait on a condition
-            if self.ctx.faults.chance(float(faults.get("drop_rate") or 0)):
+            if self.ctx.faults.fire("porta", float(faults.get("drop_rate") or 0)):
                 with self.stats_lock:
                     self.fault_stats["drops"] += 1
                 h.close_connection = True
@@ -214,7 +214,7 @@ class ServerMixin:
                 except OSError:
                     pass
                 return
-            if self.ctx.faults.chance(float(faults.get("error_rate") or 0)):
+            if self.ctx.faults.fire("porta", float(faults.get("error_rate") or 0)):
                 with self.stats_lock:
                     self.fault_stats["errors"] += 1
                 status = int(faults.get("error_status") or 503)
