@@ -31,9 +31,18 @@ notes:
 options:
   account:
     description:
-      - Owner of the application, by username, email or numeric account id.
+      - Owner of the application, by username, email or numeric account id (see O(account_lookup)).
     type: str
     required: true
+  account_lookup:
+    description:
+      - How O(account) is read. V(auto) treats an all-digit value as an account id, a value with C(@)
+        as an email, anything else as a username; 3scale allows all-digit usernames, so V(auto) can
+        mistake them.
+      - V(id) a numeric account id; V(username) a username (also an all-digit one); V(email) an email.
+    type: str
+    choices: [auto, id, username, email]
+    default: auto
   product:
     description:
       - System name or numeric id of the product.
@@ -139,7 +148,8 @@ user_key:
 import secrets
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleModule
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
+    ACCOUNT_LOOKUPS, ThreescaleModule, account_lookup_kind)
 
 HIDDEN = ("user_key", "provider_verification_key", "client_secret", "links")
 SHOWN = ("id", "name", "description", "state", "plan_id", "plan_name", "service_id", "account_id")
@@ -157,10 +167,12 @@ def ensure_application(module):
     client, p = module.client, module.params
     if not p["name"].strip():
         module.fail_json(msg="name must not be empty; nothing was changed")
-    account = client.find_account(p["account"])
+    account = client.find_account(p["account"], lookup=p["account_lookup"])
     if not account:
-        module.fail_json(msg="Account %r not found (give a username, email or id; create it with "
-                             "threescale_account); nothing was changed" % p["account"])
+        kind = account_lookup_kind(p["account"], p["account_lookup"])
+        module.fail_json(msg="Account %r not found as %s (give a username, email or id, and account_lookup when an "
+                             "all-digit value is a username; create it with threescale_account); nothing was changed"
+                         % (p["account"], "an account id" if kind == "id" else "a " + kind))
     product = client.find_product(p["product"])
     if not product:
         module.fail_json(msg="Product %r not found; give its system_name or id; nothing was changed" % p["product"])
@@ -243,6 +255,7 @@ def ensure_application(module):
 def main():
     spec = dict(
         account=dict(type="str", required=True),
+        account_lookup=dict(type="str", choices=list(ACCOUNT_LOOKUPS), default="auto"),
         product=dict(type="str", required=True),
         plan=dict(type="str"),
         name=dict(type="str", required=True),
