@@ -121,8 +121,9 @@ def test_account_module(play, porta, lab_env):
     tasks[0]["check_mode"] = True
     tasks += task("threescale_account", "create", accounts=accounts)
     tasks += task("threescale_account", "again", accounts=accounts)
-    tasks += task("threescale_account", "bad", ignore_errors=True,
-                  accounts=[dict(username=uniq("x"), email=uniq("y") + "@e.com"), dict(username=uniq("nomail"))])
+    fine = uniq("x")
+    tasks += task("threescale_account", "bad", ignore_errors=True,  # porta: username of 3 to 40 characters
+                  accounts=[dict(username=fine, email=uniq("y") + "@e.com"), dict(username="ab")])
     tasks += task("threescale_account", "rm", username=b, state="absent")
     tasks += task("threescale_account", "rm2", username=b, state="absent")
     r, proc = play(tasks, verbosity=3)
@@ -132,7 +133,8 @@ def test_account_module(play, porta, lab_env):
     assert set(r["create"]["diff"]["after"]) == {a, b}
     assert porta.find(a)["id"] == r["create"]["accounts"][0]["id"]
     assert not r["again"]["changed"] and "diff" not in r["again"]
-    assert r["bad"]["failed"] and "email is required" in r["bad"]["msg"] and "nothing was changed" in r["bad"]["msg"]
+    assert r["bad"]["failed"] and "3 to 40 characters" in r["bad"]["msg"] and "nothing was changed" in r["bad"]["msg"]
+    assert porta.find(fine) is None
     assert r["rm"]["changed"] and r["rm"]["diff"]["before"][b]["id"] and not r["rm2"]["changed"]
     assert porta.find(b) is None
     for secret in ("Pw-" + a, lab_env["THREESCALE_ACCESS_TOKEN"]):

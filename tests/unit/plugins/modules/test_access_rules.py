@@ -1,7 +1,10 @@
 """Porta's account and subscription rules as the modules meet them (porta CONTRACT.md §11, items 2, 3, 5, 6):
 signup passwords refused under porta master's 15-character minimum, admin users left pending without a
 password (and the user activate call), all-digit usernames, and pending applications that can be neither
-suspended nor left behind when unsubscribing.  Against FakePorta, in-process."""
+suspended nor left behind when unsubscribing.  Against FakePorta, in-process.
+
+Upstream: porta app/lib/authentication/by_password.rb, app/models/user/states.rb, app/models/user.rb,
+app/controllers/admin/api/buyers_users_controller.rb (activate), app/models/contract/states.rb (application states)."""
 from __future__ import annotations
 
 import os
