@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
+import test_modules
 from conftest import REPO, start_lab, stop_lab
-from test_modules import Porta, play, porta, task, uniq  # noqa: F401  (fixtures used by name)
+from test_modules import Porta, task, uniq
+
+play = test_modules.play  # the fixtures of test_modules, shared by name
+porta = test_modules.porta
 
 LONG = "a-long-workshop-passphrase"  # 26 characters: accepted by 2.16 and by porta master
 
@@ -149,8 +153,8 @@ def next_lab(tmp_path_factory):
 def test_master_refuses_short_password_and_bootstrap_generates(next_lab, tmp_path):
     rest = Porta(next_lab)
     user = uniq("short")
-    status, body = rest.req("POST", "/signup.json", data=dict(username=user, org_name=user, email=user + "@example.com",
-                                                               password="openshift"))
+    form = dict(username=user, org_name=user, email=user + "@example.com", password="openshift")
+    status, body = rest.req("POST", "/signup.json", data=form)
     assert status == 422 and body == {"errors": {"password": ["is too short (minimum is 15 characters)"]}}
     book = tmp_path / "play.yml"
     book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
