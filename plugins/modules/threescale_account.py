@@ -22,8 +22,8 @@ description:
   - Accounts are found by username, or by email when no username is given, so accounts created in
     the developer portal or through SSO are recognised too. A username is always looked up as a
     username, also when it is all digits.
-  - Existing accounts are not modified; O(org_name), O(email) and O(password) are used only when
-    the account is created.
+  - Existing accounts are not modified (except that O(activate_user) activates a pending admin user);
+    O(org_name), O(email) and O(password) are used only when the account is created.
   - Many accounts can be handled in one task with O(accounts). Every entry is checked and every
     account looked up before the first write, so a bad entry fails the task with nothing changed.
 author:
