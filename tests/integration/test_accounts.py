@@ -10,6 +10,7 @@ app/lib/authentication.rb (username 3..40, RE_LOGIN_OK), app/controllers/admin/a
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,26 @@ def test_master_refuses_short_password_and_bootstrap_generates(next_lab, tmp_pat
     new = [r for r in rows[1:] if r[0] == "user3"][0]
     assert len(new[1]) == 24 and new[1].isalnum() and new[1] not in proc.stdout
     assert admin_state(rest, rest.find("user3")["id"]) == "active"
+
+
+def test_access_role_reads_role_accounts_as_usernames_or_emails(play, porta):
+    """maas_access never passes an account id: an all-digit username and an email both reach their account."""
+    product = uniq("role")
+    assert porta.req("POST", "/services.json", data={"name": product, "system_name": product})[0] == 201
+    pid = porta.product(product)["id"]
+    assert porta.req("POST", "/services/%s/application_plans.json" % pid,
+                     data={"name": "Standard", "system_name": "standard"})[0] == 201
+    user3 = porta.find("user3")["id"]
+    name = "%04d" % user3  # reads as user3's id in auto mode
+    role = [{"name": "Give access", "ansible.builtin.include_role": {"name": "maas.threescale.maas_access"},
+             "vars": {"maas_access_product": product, "maas_access_accounts": [name, "user4@example.com"],
+                      "maas_access_create_accounts": True, "maas_access_account_passwords": {name: LONG}}}]
+    _r, first = play(role)
+    _r, second = play(role)
+    mine = porta.find(name)["id"]
+    assert [a["service_id"] for a in porta.apps(mine)] == [pid]
+    assert [a["service_id"] for a in porta.apps(porta.find("user4")["id"])].count(pid) == 1
+    assert pid not in [a["service_id"] for a in porta.apps(user3)]
+    changed = [int(re.search(r"changed=(\d+)", p.stdout.split("PLAY RECAP")[1]).group(1)) for p in (first, second)]
+    assert changed[0] >= 3 and changed[1] == 1  # account, subscription, applications; then only the result file
+    assert LONG not in first.stdout + second.stdout
