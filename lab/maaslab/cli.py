@@ -75,7 +75,7 @@ def cmd_serve(args) -> int:
 def _overrides(args) -> dict:
     return {"users": args.users, "crd_dir": str(Path(args.crd_dir).resolve()) if args.crd_dir else None,
             "plain_http": True if args.plain_http else None, "reconcile_delay": args.reconcile_delay,
-            "apicast_refresh": args.apicast_refresh}
+            "apicast_refresh": args.apicast_refresh, "porta_release": args.porta_release}
 
 
 def cmd_up(args) -> int:
@@ -87,7 +87,7 @@ def cmd_up(args) -> int:
     t0 = time.monotonic()
     rfd, wfd = os.pipe()
     cmd = [sys.executable, "-m", "maaslab", "serve", "--dir", str(directory), "--ready-fd", str(wfd)]
-    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh"):
+    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh", "porta_release"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if args.plain_http:
@@ -172,6 +172,8 @@ def main(argv=None) -> int:
         s.add_argument("--plain-http", action="store_true", help="Kubernetes API over plain HTTP")
         s.add_argument("--reconcile-delay", type=float, help="operator delay before each reconcile (s)")
         s.add_argument("--apicast-refresh", type=float, help="production APIcast config refresh (s)")
+        s.add_argument("--porta-release", choices=["2.16", "next"],
+                       help="porta behaviour: 2.16 (default) or next (porta master: 15-character passwords)")
     sub.choices["up"].add_argument("--timeout", type=float, default=120)
     sub.choices["serve"].add_argument("--ready-fd", type=int)
     sub.choices["serve"].add_argument("-v", "--verbose", action="store_true")

@@ -28,6 +28,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "plain_http": False,
     "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
+    "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)
     "namespace": "3scale",
     "tenant": "3scale",
     "models": ["ibm-granite/granite-3.2-8b-instruct", "tinyllama/tinyllama-1.1b-chat-v1.0"],
