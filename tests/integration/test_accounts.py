@@ -73,7 +73,7 @@ def test_account_lookup_all_digit_username(play, porta):
     assert r["auto"]["failed"] and "set account_lookup: username" in r["auto"]["msg"]  # auto: digits = an id
     assert r["byname"]["subscriptions"][0]["account_id"] == mine and r["byname"]["changed"]
     pid = porta.product(product)["id"]
-    assert [s["service_id"] for s in porta.subscriptions(mine)] == [pid]
+    assert pid in [s["service_id"] for s in porta.subscriptions(mine)]
 
 
 def test_pending_applications_and_unsubscribe(play, porta):
@@ -93,15 +93,17 @@ def test_pending_applications_and_unsubscribe(play, porta):
     assert (r["live"]["application"]["state"], r["pending"]["application"]["state"]) == ("live", "pending")
     msg = r["refused"]["msg"]
     assert r["refused"]["failed"] and "waiting for approval (waiting)" in msg and "delete_pending_applications" in msg
-    assert sorted(a["state"] for a in porta.apps(aid)) == ["live", "pending"]  # nothing changed
+    assert sorted(a["state"] for a in porta.apps(aid) if a["service_id"] == pid) == ["live", "pending"]  # unchanged
     dry = task("threescale_subscription", "dry", delete_pending_applications=True, **gone)
     dry[0]["check_mode"] = True
     r, _proc = play(dry)
-    assert r["dry"]["changed"] and len(porta.apps(aid)) == 2
+    assert r["dry"]["changed"] and len([a for a in porta.apps(aid) if a["service_id"] == pid]) == 2
     r, _proc = play(task("threescale_subscription", "done", delete_pending_applications=True, **gone)
                     + task("threescale_subscription", "again", delete_pending_applications=True, **gone))
     assert r["done"]["changed"] and not r["again"]["changed"]
-    assert porta.apps(aid) == [] and porta.subscriptions(aid) == []
+    # signup's own "API signup" application on the default product (contract §11.4) is not ours to touch
+    assert not [a for a in porta.apps(aid) if a["service_id"] == pid]
+    assert not [x for x in porta.subscriptions(aid) if x["service_id"] == pid]
 
 
 @pytest.fixture
@@ -161,7 +163,8 @@ def test_master_refuses_short_password_and_bootstrap_generates(next_lab, tmp_pat
     book.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
                     "    - maas.threescale.threescale_account: {username: %s, email: %s@example.com, password: openshift}\n"
                     % (user, user))
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(book)], env=next_lab,
+    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(book),
+                           "-e", "ansible_python_interpreter=%s" % sys.executable], env=next_lab,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "password is too short (minimum is 15 characters)" in proc.stdout
     assert "at least 15 characters" in proc.stdout and "openshift" not in proc.stdout
@@ -190,7 +193,7 @@ def test_access_role_reads_role_accounts_as_usernames_or_emails(play, porta):
     _r, first = play(role)
     _r, second = play(role)
     mine = porta.find(name)["id"]
-    assert [a["service_id"] for a in porta.apps(mine)] == [pid]
+    assert [a["service_id"] for a in porta.apps(mine)].count(pid) == 1
     assert [a["service_id"] for a in porta.apps(porta.find("user4")["id"])].count(pid) == 1
     assert pid not in [a["service_id"] for a in porta.apps(user3)]
     changed = [int(re.search(r"changed=(\d+)", p.stdout.split("PLAY RECAP")[1]).group(1)) for p in (first, second)]
