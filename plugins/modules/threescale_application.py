@@ -65,8 +65,11 @@ options:
     type: str
   state:
     description:
-      - V(present) ensures the application exists and is live (resuming it if suspended).
-      - V(suspended) ensures it exists and is suspended (requests with its key are refused).
+      - V(present) ensures the application exists and is live (resuming it if suspended). An application
+        on a plan that requires approval stays C(pending) until accepted in the admin portal; the module
+        then warns, because its key is refused until then.
+      - V(suspended) ensures it exists and is suspended (requests with its key are refused). 3scale can
+        suspend only C(live) applications: for a C(pending) one the task fails and changes nothing.
       - V(absent) deletes it.
     type: str
     choices: [present, absent, suspended]
@@ -206,6 +209,10 @@ def ensure_application(module):
     if current is None and plan is None:
         module.fail_json(msg="Application %r does not exist yet: set plan (the application plan system name) to "
                              "create it; nothing was changed" % p["name"])
+    if current is not None and current.get("state") == "pending" and p["state"] == "suspended":
+        module.fail_json(msg="Application %r is pending (its plan requires approval) and 3scale suspends only live "
+                             "applications: accept it in the admin portal first, or delete it (state=absent); "
+                             "nothing was changed" % p["name"])
     app, changed, rotated = current, False, False
     before = view(current) if current else {}
     want_state = "suspended" if p["state"] == "suspended" else "live"
@@ -242,6 +249,9 @@ def ensure_application(module):
             app = client.put("%s/%s/%s.json" % (base, app["id"], action))["application"]
     if changed and not module.check_mode and app.get("id"):
         app = client.get("%s/%s.json" % (base, app["id"]))["application"]  # authoritative final state
+    if app.get("state") == "pending" and app.get("id"):
+        module.warn("Application %r is pending: its plan requires approval, and its key is refused until the "
+                    "application is accepted in the 3scale admin portal" % p["name"])
     key = app.get("user_key")
     result = dict(changed=changed, application=public(app), user_key=key)
     if changed:

@@ -91,6 +91,7 @@ def test_pending_applications_and_unsubscribe(play, porta):
                     + task("threescale_application", "pending", account=user, product=product, plan="gated", name="waiting")
                     + task("threescale_subscription", "refused", ignore_errors=True, **gone))
     assert (r["live"]["application"]["state"], r["pending"]["application"]["state"]) == ("live", "pending")
+    assert "accepted in the 3scale admin portal" in str(r["pending"]["warnings"]) and "warnings" not in r["live"]
     msg = r["refused"]["msg"]
     assert r["refused"]["failed"] and "waiting for approval (waiting)" in msg and "delete_pending_applications" in msg
     assert sorted(a["state"] for a in porta.apps(aid) if a["service_id"] == pid) == ["live", "pending"]  # unchanged

@@ -193,3 +193,14 @@ def test_fake_porta_refuses_suspending_a_pending_application(porta):
     status, body, _h = fake("PUT", "/admin/api/accounts/%s/applications/%s/suspend.json" % (aid, app), {}, {},
                             {"Authorization": fake.auth})
     assert status == 422 and body == {"errors": {"state": ['cannot transition via "suspend"']}}
+
+
+def test_application_module_on_a_pending_application(porta):
+    fake = porta()
+    pending_app(fake, "user2")
+    res = run(threescale_application, fake, account="user2", product="api", name="waiting")
+    assert not res["changed"] and res["application"]["state"] == "pending"
+    assert any("pending" in w and "accepted" in w for w in res["warnings"])
+    fake.server.log.clear()
+    res = run(threescale_application, fake, account="user2", product="api", name="waiting", state="suspended")
+    assert res["failed"] and "suspends only live applications" in res["msg"] and not writes(fake)
