@@ -69,7 +69,7 @@ options:
         on a plan that requires approval stays C(pending) until accepted in the admin portal; the module
         then warns, because its key is refused until then.
       - V(suspended) ensures it exists and is suspended (requests with its key are refused). 3scale can
-        suspend only C(live) applications: for a C(pending) one the task fails and changes nothing.
+        suspend only C(live) applications, so for a C(pending) one the task fails and changes nothing.
       - V(absent) deletes it.
     type: str
     choices: [present, absent, suspended]
