@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,12 @@ from pathlib import Path
 import pytest
 
 import test_modules
-from conftest import REPO, start_lab, stop_lab
 from test_modules import Porta, task, uniq
 
 play = test_modules.play  # the fixtures of test_modules, shared by name
 porta = test_modules.porta
 
+REPO = Path(__file__).resolve().parents[2]
 LONG = "a-long-workshop-passphrase"  # 26 characters: accepted by 2.16 and by porta master
 
 
@@ -107,18 +108,7 @@ def test_pending_applications_and_unsubscribe(play, porta):
     assert not [x for x in porta.subscriptions(aid) if x["service_id"] == pid]
 
 
-@pytest.fixture
-def pending_signup(porta):
-    """Capability probe: does this lab's porta leave a password-less admin user pending (contract §11.3)?"""
-    probe = uniq("probe")
-    status, body = porta.req("POST", "/signup.json", data=dict(username=probe, org_name=probe, email=probe + "@example.com"))
-    assert status == 201, body
-    if admin_state(porta, body["account"]["id"]) != "pending":
-        pytest.skip("lab porta activates users signed up without a password; contract §11.3 says pending "
-                    "(lands with the porta worker's branch)")
-
-
-def test_account_without_password_pending_then_activated(play, porta, pending_signup):
+def test_account_without_password_pending_then_activated(play, porta):
     user, other = uniq("nopw"), uniq("act")
     r, _proc = play(task("threescale_account", "plain", username=user, email=user + "@example.com")
                     + task("threescale_account", "fix", username=user, activate_user=True)
@@ -135,23 +125,23 @@ def test_account_without_password_pending_then_activated(play, porta, pending_si
 
 # --- porta master (3scale 2.17+) rules: a lab started with --porta-release next --------------------------
 
-def lab_has_release_switch() -> bool:
-    out = subprocess.run([sys.executable, "-m", "maaslab", "up", "--help"], capture_output=True, text=True,
-                         check=False, cwd=REPO / "lab", env=dict(os.environ, PYTHONPATH=str(REPO / "lab"))).stdout
-    return "--porta-release" in out
+def lab_env_file(path: Path) -> dict:
+    """The variables of a lab.env (``export KEY='value'`` lines)."""
+    pairs = (line[len("export "):].partition("=") for line in path.read_text().splitlines() if line.startswith("export "))
+    return {key: (shlex.split(value)[0] if value else "") for key, _sep, value in pairs}
 
 
 @pytest.fixture(scope="module")
 def next_lab(tmp_path_factory):
-    if not lab_has_release_switch():
-        pytest.skip("the lab has no --porta-release switch yet (porta worker; contract §11.2)")
     directory = tmp_path_factory.mktemp("nextlab")
-    info = start_lab(directory, "--porta-release", "next", "--users", "2")
-    env = dict(os.environ, **info["env"])
+    lab = [sys.executable, "-m", "maaslab"]
+    subprocess.run(lab + ["up", "--dir", str(directory), "--porta-release", "next", "--users", "2"], check=True,
+                   capture_output=True, text=True)
+    env = dict(os.environ, **lab_env_file(directory / "lab.env"))
     env["PATH"] = "%s:%s" % (Path(sys.executable).parent, env.get("PATH", ""))
     env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".venv" / "collections")
     yield env
-    stop_lab(directory)
+    subprocess.run(lab + ["down", "--dir", str(directory)], check=True, capture_output=True, text=True)
 
 
 def test_master_refuses_short_password_and_bootstrap_generates(next_lab, tmp_path):
