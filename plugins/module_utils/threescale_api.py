@@ -262,15 +262,40 @@ class ThreescaleClient(object):
                 return service
         return None
 
-    def find_account(self, ident):
-        """Developer account by numeric id, username or email (``accounts/find``); None when absent."""
+    def find_account(self, ident, lookup="auto"):
+        """Developer account by numeric id, username or email (``accounts/find``); None when absent.
+
+        ``lookup`` (see ``account_lookup_kind``): ``auto`` (digits = id, with ``@`` = email, else
+        username), ``id``, ``username`` or ``email``.  Porta accepts all-digit usernames and ``@`` in
+        usernames (``RE_LOGIN_OK``), so ``auto`` can guess wrong; the explicit kinds cannot.
+        """
         ident = to_text(ident).strip()
-        if ident.isdigit():
+        kind = account_lookup_kind(ident, lookup)
+        if kind == "id":
+            if not ident.isdigit():
+                return None
             data = self.get("/accounts/%s.json" % ident, expected_404=True)
         else:
-            key = "email" if "@" in ident else "username"
-            data = self.get("/accounts/find.json", params={key: ident}, expected_404=True)
+            data = self.get("/accounts/find.json", params={kind: ident}, expected_404=True)
         return unwrap(data, "account") if data else None
+
+    def account_users(self, account_id, role=None):
+        """Users of a developer account (needs the tenant's multiple_users switch, else HTTP 403)."""
+        return self.list("/accounts/%s/users.json" % account_id, "users", "user",
+                         params={"role": role} if role else None)
+
+
+ACCOUNT_LOOKUPS = ("auto", "id", "username", "email")
+
+
+def account_lookup_kind(ident, lookup="auto"):
+    """How ``find_account`` resolves ``ident``: ``id``, ``username`` or ``email``."""
+    if lookup and lookup != "auto":
+        return lookup
+    ident = to_text(ident).strip()
+    if ident.isdigit():
+        return "id"
+    return "email" if "@" in ident else "username"
 
 
 def unwrap(item, entity):

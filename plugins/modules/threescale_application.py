@@ -31,9 +31,18 @@ notes:
 options:
   account:
     description:
-      - Owner of the application, by username, email or numeric account id.
+      - Owner of the application, by username, email or numeric account id (see O(account_lookup)).
     type: str
     required: true
+  account_lookup:
+    description:
+      - How O(account) is read. V(auto) treats an all-digit value as an account id, a value with C(@)
+        as an email, anything else as a username; 3scale allows all-digit usernames, so V(auto) can
+        mistake them.
+      - V(id) a numeric account id; V(username) a username (also an all-digit one); V(email) an email.
+    type: str
+    choices: [auto, id, username, email]
+    default: auto
   product:
     description:
       - System name or numeric id of the product.
@@ -56,8 +65,11 @@ options:
     type: str
   state:
     description:
-      - V(present) ensures the application exists and is live (resuming it if suspended).
-      - V(suspended) ensures it exists and is suspended (requests with its key are refused).
+      - V(present) ensures the application exists and is live (resuming it if suspended). An application
+        on a plan that requires approval stays C(pending) until accepted in the admin portal; the module
+        then warns, because its key is refused until then.
+      - V(suspended) ensures it exists and is suspended (requests with its key are refused). 3scale can
+        suspend only C(live) applications, so for a C(pending) one the task fails and changes nothing.
       - V(absent) deletes it.
     type: str
     choices: [present, absent, suspended]
@@ -139,7 +151,8 @@ user_key:
 import secrets
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleModule
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
+    ACCOUNT_LOOKUPS, ThreescaleModule, account_lookup_kind)
 
 HIDDEN = ("user_key", "provider_verification_key", "client_secret", "links")
 SHOWN = ("id", "name", "description", "state", "plan_id", "plan_name", "service_id", "account_id")
@@ -157,10 +170,12 @@ def ensure_application(module):
     client, p = module.client, module.params
     if not p["name"].strip():
         module.fail_json(msg="name must not be empty; nothing was changed")
-    account = client.find_account(p["account"])
+    account = client.find_account(p["account"], lookup=p["account_lookup"])
     if not account:
-        module.fail_json(msg="Account %r not found (give a username, email or id; create it with "
-                             "threescale_account); nothing was changed" % p["account"])
+        kind = account_lookup_kind(p["account"], p["account_lookup"])
+        module.fail_json(msg="Account %r not found as %s (give a username, email or id, and account_lookup when an "
+                             "all-digit value is a username; create it with threescale_account); nothing was changed"
+                         % (p["account"], "an account id" if kind == "id" else "a " + kind))
     product = client.find_product(p["product"])
     if not product:
         module.fail_json(msg="Product %r not found; give its system_name or id; nothing was changed" % p["product"])
@@ -194,6 +209,10 @@ def ensure_application(module):
     if current is None and plan is None:
         module.fail_json(msg="Application %r does not exist yet: set plan (the application plan system name) to "
                              "create it; nothing was changed" % p["name"])
+    if current is not None and current.get("state") == "pending" and p["state"] == "suspended":
+        module.fail_json(msg="Application %r is pending (its plan requires approval) and 3scale suspends only live "
+                             "applications: accept it in the admin portal first, or delete it (state=absent); "
+                             "nothing was changed" % p["name"])
     app, changed, rotated = current, False, False
     before = view(current) if current else {}
     want_state = "suspended" if p["state"] == "suspended" else "live"
@@ -230,6 +249,9 @@ def ensure_application(module):
             app = client.put("%s/%s/%s.json" % (base, app["id"], action))["application"]
     if changed and not module.check_mode and app.get("id"):
         app = client.get("%s/%s.json" % (base, app["id"]))["application"]  # authoritative final state
+    if app.get("state") == "pending" and app.get("id"):
+        module.warn("Application %r is pending: its plan requires approval, and its key is refused until the "
+                    "application is accepted in the 3scale admin portal" % p["name"])
     key = app.get("user_key")
     result = dict(changed=changed, application=public(app), user_key=key)
     if changed:
@@ -243,6 +265,7 @@ def ensure_application(module):
 def main():
     spec = dict(
         account=dict(type="str", required=True),
+        account_lookup=dict(type="str", choices=list(ACCOUNT_LOOKUPS), default="auto"),
         product=dict(type="str", required=True),
         plan=dict(type="str"),
         name=dict(type="str", required=True),

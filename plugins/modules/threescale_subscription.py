@@ -29,10 +29,20 @@ author:
 options:
   accounts:
     description:
-      - Accounts to handle, each given by username, email or numeric account id.
+      - Accounts to handle, each given by username, email or numeric account id (see O(account_lookup)).
     type: list
     elements: str
     required: true
+  account_lookup:
+    description:
+      - How the entries of O(accounts) are read.
+      - V(auto) treats an all-digit entry as an account id, an entry with C(@) as an email, anything else as
+        a username. 3scale allows all-digit usernames (and C(@) in usernames), so V(auto) can mistake
+        them; choose the kind explicitly when your usernames can look like that.
+      - V(id) numeric account ids; V(username) usernames (also all-digit ones); V(email) emails.
+    type: str
+    choices: [auto, id, username, email]
+    default: auto
   product:
     description:
       - System name or numeric id of the product.
@@ -50,15 +60,26 @@ options:
     description:
       - V(present) subscribes, V(absent) unsubscribes.
       - Unsubscribing deletes the account's applications of this product; 3scale refuses it while
-        any of them is not suspended, see O(suspend_applications).
+        any of them is not suspended, see O(suspend_applications) and O(delete_pending_applications).
     type: str
     choices: [present, absent]
     default: present
   suspend_applications:
     description:
-      - With O(state=absent), suspend the account's live applications of the product first so the
+      - With O(state=absent), suspend the account's C(live) applications of the product first so the
         subscription (and those applications) can be deleted.
       - When false and such applications exist, the task fails before changing anything and names them.
+      - Only C(live) applications can be suspended; C(pending) ones (waiting for approval) also block
+        unsubscribing, see O(delete_pending_applications).
+    type: bool
+    default: false
+  delete_pending_applications:
+    description:
+      - With O(state=absent), delete the account's C(pending) applications of the product (waiting for
+        approval, never used) before unsubscribing. 3scale cannot suspend them, and unsubscribing would
+        delete them anyway.
+      - When false and such applications exist, the task fails before changing anything, names them and
+        says what to do (accept them and suspend them, or delete them).
     type: bool
     default: false
 extends_documentation_fragment:
@@ -79,6 +100,13 @@ EXAMPLES = r"""
     product: granite-3dot2-8b-instruct
     state: absent
     suspend_applications: true
+    delete_pending_applications: true
+
+- name: Subscribe accounts whose usernames are all digits (employee numbers)
+  maas.threescale.threescale_subscription:
+    accounts: ["100234", "100235"]
+    account_lookup: username
+    product: granite-3dot2-8b-instruct
 """
 
 RETURN = r"""
@@ -128,7 +156,8 @@ api_requests:
   sample: 403
 """
 
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleError, ThreescaleModule
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
+    ACCOUNT_LOOKUPS, ThreescaleError, ThreescaleModule, account_lookup_kind)
 from ansible.module_utils.common.text.converters import to_text
 
 NEW_API = "service_subscriptions"
@@ -139,20 +168,27 @@ def fail(module, msg):
     module.fail_json(msg=msg + "; nothing was changed")
 
 
-def resolve_accounts(module, client, idents):
+def resolve_accounts(module, client, idents, lookup):
     """Map each identifier to an account; numeric ids through one paginated list, others via find."""
-    accounts, missing = {}, []
-    if any(i.isdigit() for i in idents):
+    accounts, missing, by_id = {}, [], {}
+    kinds = dict((i, account_lookup_kind(i, lookup)) for i in idents)
+    bad = [i for i in idents if kinds[i] == "id" and not i.isdigit()]
+    if bad:
+        fail(module, "account_lookup is id but these are not numeric account ids: %s" % ", ".join(bad))
+    if "id" in kinds.values():
         by_id = dict((to_text(a["id"]), a) for a in client.paginate("/accounts.json", "accounts", "account"))
     for ident in idents:
-        account = by_id.get(ident) if ident.isdigit() else client.find_account(ident)
+        account = by_id.get(ident) if kinds[ident] == "id" else client.find_account(ident, lookup=kinds[ident])
         if account:
             accounts[ident] = account
         else:
             missing.append(ident)
     if missing:
-        fail(module, "Account(s) not found: %s. Check the usernames/emails/ids, or create the accounts first "
-                     "with maas.threescale.threescale_account" % ", ".join(missing))
+        hint = ""
+        if lookup == "auto" and any(kinds[i] == "id" for i in missing):
+            hint = " (all-digit entries were read as account ids; set account_lookup: username if they are usernames)"
+        fail(module, "Account(s) not found: %s%s. Check the usernames/emails/ids, or create the accounts first "
+                     "with maas.threescale.threescale_account" % (", ".join(missing), hint))
     return accounts
 
 
@@ -166,9 +202,44 @@ def read_subscriptions(client, account_id, api):
     return OLD_API, [s.get("service_contract", s) for s in data.get("service_contracts") or []]
 
 
-def live_apps(client, account_id, product_id):
+def blocking_apps(client, account_id, product_id):
+    """The account's applications of the product that block unsubscribing, by state (live, pending, ...)."""
     apps = client.list("/accounts/%s/applications.json" % account_id, "applications", "application")
-    return [a for a in apps if a.get("service_id") == product_id and a.get("state") != "suspended"]
+    by_state = {}
+    for app in apps:
+        if app.get("service_id") == product_id and app.get("state") != "suspended":
+            by_state.setdefault(app.get("state") or "unknown", []).append(app)
+    return by_state
+
+
+def names(apps):
+    return ", ".join(to_text(a.get("name") or a["id"]) for a in apps)
+
+
+def check_unsubscribe(module, client, work, pid):
+    """Fail before any write when an account's applications would make 3scale refuse to unsubscribe."""
+    params, blocked, found = module.params, [], {}
+    for ident, account, current in work:
+        if not current:
+            continue
+        by_state = found[account["id"]] = blocking_apps(client, account["id"], pid)
+        if by_state.get("live") and not params["suspend_applications"]:
+            blocked.append("%s has live applications (%s): set suspend_applications: true to suspend and delete them, "
+                           "or remove them with threescale_application first" % (ident, names(by_state["live"])))
+        if by_state.get("pending") and not params["delete_pending_applications"]:
+            blocked.append("%s has applications waiting for approval (%s), which 3scale cannot suspend: set "
+                           "delete_pending_applications: true to delete them, or accept them in the admin portal "
+                           "(then suspend_applications: true applies), or delete them with threescale_application "
+                           "state=absent" % (ident, names(by_state["pending"])))
+        other = [s for s in by_state if s not in ("live", "pending")]
+        if other:
+            blocked.append("%s has applications in state %s (%s) that cannot be suspended; delete them with "
+                           "threescale_application state=absent" % (
+                               ident, ", ".join(other), names(sum((by_state[s] for s in other), []))))
+    if blocked:
+        fail(module, "3scale deletes a subscription only when all the account's applications of the product are "
+                     "suspended. " + "; ".join(blocked))
+    return found
 
 
 def ensure_subscriptions(module):
@@ -189,7 +260,7 @@ def ensure_subscriptions(module):
         if not plan:
             fail(module, "Service plan %r not found in product %s; available: %s" % (
                 wanted, product.get("system_name"), ", ".join(sorted(p.get("name", "") for p in plans)) or "none"))
-    accounts = resolve_accounts(module, client, list(dict.fromkeys(idents)))
+    accounts = resolve_accounts(module, client, list(dict.fromkeys(idents)), params["account_lookup"])
 
     # Read phase: current subscription of every distinct account (no writes yet).
     api, work, seen = None, [], set()
@@ -202,17 +273,7 @@ def ensure_subscriptions(module):
                         (s.get("service_id") is None and s.get("plan_id") in plan_ids)), None)
         work.append((ident, account, current))
 
-    blocked = []
-    if params["state"] == "absent" and not params["suspend_applications"]:
-        for ident, account, current in work:
-            if current:
-                apps = live_apps(client, account["id"], pid)
-                if apps:
-                    blocked.append("%s (%s)" % (ident, ", ".join(to_text(a.get("name") or a["id"]) for a in apps)))
-    if blocked:
-        fail(module, "3scale deletes a subscription only when all the account's applications of the product are "
-                     "suspended. Unsuspended applications: %s. Set suspend_applications: true to suspend and delete "
-                     "them, or remove them with threescale_application first" % "; ".join(blocked))
+    apps = check_unsubscribe(module, client, work, pid) if params["state"] == "absent" else {}
 
     results, before, after, warnings = [], {}, {}, []
     for ident, account, current in work:
@@ -235,7 +296,7 @@ def ensure_subscriptions(module):
         elif params["state"] == "absent" and current:
             entry.update(action="unsubscribed", subscription_id=None, plan_id=None, state=None)
             if not module.check_mode:
-                unsubscribe(module, client, api, ident, aid, pid, current["id"])
+                unsubscribe(module, client, api, ident, aid, apps.get(aid, {}), current["id"])
         if entry["action"] != "none":
             before[ident] = dict(subscribed=current is not None, plan_id=(current or {}).get("plan_id"))
             after[ident] = dict(subscribed=entry["action"] != "unsubscribed", plan_id=entry["plan_id"])
@@ -266,16 +327,21 @@ def subscribe(client, api, account_id, plan_id, product_id):
     return dict(subscription_id=sub.get("id"), state=sub.get("state"))
 
 
-def unsubscribe(module, client, api, ident, account_id, product_id, sub_id):
+def unsubscribe(module, client, api, ident, account_id, by_state, sub_id):
+    base = "/accounts/%s/applications/%s" % (account_id, "%s")
     if module.params["suspend_applications"]:
-        for app in live_apps(client, account_id, product_id):
-            client.put("/accounts/%s/applications/%s/suspend.json" % (account_id, app["id"]))
+        for app in by_state.get("live", []):  # only live applications can be suspended
+            client.put((base % app["id"]) + "/suspend.json")
+    if module.params["delete_pending_applications"]:
+        for app in by_state.get("pending", []):
+            client.delete((base % app["id"]) + ".json")
     try:
         client.delete("/accounts/%s/%s/%s.json" % (account_id, api, sub_id))
     except ThreescaleError as exc:
         if exc.status == 403 and "unsuspended" in exc.message:
-            module.fail_json(msg="3scale refused to unsubscribe %s: %s. Set suspend_applications: true, or suspend "
-                                 "or delete its applications of the product first" % (ident, exc.message),
+            module.fail_json(msg="3scale refused to unsubscribe %s: %s. Suspend (suspend_applications: true) or delete "
+                                 "its live applications of the product, and accept or delete its pending ones "
+                                 "(delete_pending_applications: true)" % (ident, exc.message),
                              **dict((k, v) for k, v in exc.to_result().items() if k != "msg"))
         raise
 
@@ -287,6 +353,8 @@ def main():
         plan=dict(type="str", default="Default"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         suspend_applications=dict(type="bool", default=False),
+        delete_pending_applications=dict(type="bool", default=False),
+        account_lookup=dict(type="str", choices=list(ACCOUNT_LOOKUPS), default="auto"),
     )
     module = ThreescaleModule(argument_spec=spec)
     module.run(lambda: ensure_subscriptions(module))

@@ -61,6 +61,18 @@ class Porta:
     def apps(self, account_id):
         return [a["application"] for a in self.req("GET", "/accounts/%s/applications.json" % account_id)[1]["applications"]]
 
+    def new_product(self, prefix, app_plan=None):
+        """A product of this test alone: signup's own subscription and "API signup" application land on
+        the tenant's default product (porta CONTRACT.md §11.4), never on this one."""
+        name = uniq(prefix)
+        status, body = self.req("POST", "/services.json", data={"name": name, "system_name": name})
+        assert status == 201, body
+        if app_plan:
+            status, body = self.req("POST", "/services/%s/application_plans.json" % body["service"]["id"],
+                                    data={"name": app_plan, "system_name": app_plan})
+            assert status == 201, body
+        return name
+
     def product(self, system_name):
         services = [s["service"] for s in self.req("GET", "/services.json")[1]["services"]]
         return next(s for s in services if s["system_name"] == system_name)
@@ -121,8 +133,9 @@ def test_account_module(play, porta, lab_env):
     tasks[0]["check_mode"] = True
     tasks += task("threescale_account", "create", accounts=accounts)
     tasks += task("threescale_account", "again", accounts=accounts)
-    tasks += task("threescale_account", "bad", ignore_errors=True,
-                  accounts=[dict(username=uniq("x"), email=uniq("y") + "@e.com"), dict(username=uniq("nomail"))])
+    fine = uniq("x")
+    tasks += task("threescale_account", "bad", ignore_errors=True,  # porta: username of 3 to 40 characters
+                  accounts=[dict(username=fine, email=uniq("y") + "@e.com"), dict(username="ab")])
     tasks += task("threescale_account", "rm", username=b, state="absent")
     tasks += task("threescale_account", "rm2", username=b, state="absent")
     r, proc = play(tasks, verbosity=3)
@@ -132,7 +145,8 @@ def test_account_module(play, porta, lab_env):
     assert set(r["create"]["diff"]["after"]) == {a, b}
     assert porta.find(a)["id"] == r["create"]["accounts"][0]["id"]
     assert not r["again"]["changed"] and "diff" not in r["again"]
-    assert r["bad"]["failed"] and "email is required" in r["bad"]["msg"] and "nothing was changed" in r["bad"]["msg"]
+    assert r["bad"]["failed"] and "3 to 40 characters" in r["bad"]["msg"] and "nothing was changed" in r["bad"]["msg"]
+    assert porta.find(fine) is None
     assert r["rm"]["changed"] and r["rm"]["diff"]["before"][b]["id"] and not r["rm2"]["changed"]
     assert porta.find(b) is None
     for secret in ("Pw-" + a, lab_env["THREESCALE_ACCESS_TOKEN"]):
@@ -143,12 +157,12 @@ def test_account_module(play, porta, lab_env):
 def test_subscription_module(play, porta):
     names = [uniq("sub") for i in range(4)]
     ids = [porta.signup(n)["id"] for n in names]
-    product = porta.product("api")
+    product = porta.product(porta.new_product("sub", app_plan="basic"))
     plan = porta.req("GET", "/services/%s/application_plans.json" % product["id"])[1]["plans"][0]["application_plan"]
     # names[3] owns a live application (which also subscribed it): unsubscribing it needs suspend_applications
     assert porta.req("POST", "/accounts/%s/applications.json" % ids[3], data=dict(plan_id=plan["id"], name="blocker"))[0] == 201
-    args = dict(accounts=[names[0], names[1] + "@example.com", str(ids[2])], product="api", plan="Default")
-    gone = dict(accounts=[names[3]], product="api", state="absent")
+    args = dict(accounts=[names[0], names[1] + "@example.com", str(ids[2])], product=product["system_name"], plan="Default")
+    gone = dict(accounts=[names[3]], product=product["system_name"], state="absent")
     tasks = task("threescale_subscription", "dry", **args)
     tasks[0]["check_mode"] = True
     tasks += task("threescale_subscription", "dryrm", **gone)
@@ -159,8 +173,10 @@ def test_subscription_module(play, porta):
     assert all(not [x for x in porta.subscriptions(i) if x["service_id"] == product["id"]] for i in ids[:3])
 
     r, o = play(task("threescale_subscription", "sub", **args) + task("threescale_subscription", "again", **args)
-                + task("threescale_subscription", "badplan", ignore_errors=True, accounts=names, product="api", plan="Gold")
-                + task("threescale_subscription", "badacc", ignore_errors=True, accounts=[names[0], uniq("nobody")], product="api")
+                + task("threescale_subscription", "badplan", ignore_errors=True, accounts=names, product=product["system_name"],
+                       plan="Gold")
+                + task("threescale_subscription", "badacc", ignore_errors=True, accounts=[names[0], uniq("nobody")],
+                       product=product["system_name"])
                 + task("threescale_subscription", "refused", ignore_errors=True, **gone)
                 + task("threescale_subscription", "forced", suspend_applications=True, **gone)
                 + task("threescale_subscription", "gone", **gone))
@@ -203,7 +219,8 @@ def test_application_module_and_key_never_logged(play, porta, lab_env):
     assert r["resume"]["changed"] and r["resume"]["application"]["state"] == "live" and r["resume"]["user_key"] == new_key
     assert r["badplan"]["failed"] and "'nope' not found" in r["badplan"]["msg"]
     assert r["rm"]["changed"] and not r["rm2"]["changed"]
-    apps = porta.apps(acc["id"])
+    granite = porta.product(base["product"])["id"]
+    apps = [x for x in porta.apps(acc["id"]) if x["service_id"] == granite]
     assert [x["name"] for x in apps] == ["chat"]                        # "never" (check mode) and "tmp" are absent
     assert apps[0]["user_key"] == new_key and apps[0]["state"] == "live" and apps[0]["id"] == r["create"]["application"]["id"]
     for secret in (key, new_key, lab_env["THREESCALE_ACCESS_TOKEN"]):
@@ -294,9 +311,11 @@ def test_subscription_scale_200_accounts(play, porta):
     names = ["%s-%03d" % (prefix, i) for i in range(200)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(Porta.signup, [porta] * len(names), names))
-    sub = dict(accounts=names, product="api")
+    product = porta.new_product("scale")
+    sub = dict(accounts=names, product=product)
     report = {}
-    for label, prepare in (("none", None), ("half", dict(accounts=names[:100], product="api", state="absent")), ("all", None)):
+    for label, prepare in (("none", None), ("half", dict(accounts=names[:100], product=product, state="absent")),
+                           ("all", None)):
         if prepare:
             play(task("threescale_subscription", "prep", **prepare))
         porta.reset_stats()

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleClient, ThreescaleError
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
+    ThreescaleClient, ThreescaleError, account_lookup_kind)
 
 TOKEN = "s3cr3t+tok/en=="  # characters that change under URL and base64 encoding
 
@@ -173,6 +174,9 @@ def test_paginate_keeps_filters(serve):
     (404, {"status": "Not found"}, "failed with HTTP 404: Not found"),
     (400, b"Required parameter missing: account", "HTTP 400: Required parameter missing: account"),
     (422, {"error": {"from": "live", "event": "accept", "error": "cannot transition"}}, "error: cannot transition"),
+    (422, {"errors": {"state": ['cannot transition via "suspend"']}}, 'state cannot transition via "suspend"'),
+    (422, {"errors": {"password": ["is too short (minimum is 15 characters)"]}},
+     "HTTP 422: password is too short (minimum is 15 characters)"),
 ])
 def test_error_mapping(serve, status, body, text):
     srv = serve(script((status, body)))
@@ -244,3 +248,26 @@ def test_bad_ca_bundle_is_a_clear_error(tmp_path):
     with pytest.raises(ThreescaleError) as err:
         c.get("/x.json")
     assert "Cannot load the CA bundle" in str(err.value) and str(bad) in str(err.value)
+
+
+@pytest.mark.parametrize("ident, lookup, kind, request_path", [
+    ("42", "auto", "id", "/admin/api/accounts/42.json"),
+    ("42", "username", "username", "/admin/api/accounts/find.json?username=42"),
+    ("dev@example.com", "auto", "email", "/admin/api/accounts/find.json?email=dev%40example.com"),
+    ("dev", "auto", "username", "/admin/api/accounts/find.json?username=dev"),
+    ("dev@corp", "username", "username", "/admin/api/accounts/find.json?username=dev%40corp"),  # RE_LOGIN_OK allows @
+    ("12", "email", "email", "/admin/api/accounts/find.json?email=12"),
+])
+def test_account_lookup_kinds(serve, ident, lookup, kind, request_path):
+    """Porta usernames may be all digits or hold '@' (app/lib/authentication.rb RE_LOGIN_OK)."""
+    assert account_lookup_kind(ident, lookup) == kind
+    srv = serve(script((200, {"account": {"id": 7}})))
+    c, unused = client(srv.url)
+    assert c.find_account(ident, lookup=lookup) == {"id": 7}
+    assert srv.log[-1]["url"] == request_path
+
+
+def test_account_lookup_id_needs_digits(serve):
+    srv = serve(script((500, {"status": "unexpected"})))
+    c, unused = client(srv.url)
+    assert c.find_account("user1", lookup="id") is None and not srv.log  # no request for an impossible id

@@ -11,12 +11,15 @@ import re
 import secrets
 
 NOT_FOUND = (404, {"status": "Not found"}, None)
+TRANSITIONS = {"suspend": (("live",), "suspended"), "resume": (("suspended",), "live"), "accept": (("pending",), "live")}
 
 
 class FakePorta:
-    def __init__(self, token, new_api=True, accounts=5):
+    def __init__(self, token, new_api=True, accounts=5, min_password=None, multiple_users=True):
         self.auth = "Basic " + base64.b64encode((":" + token).encode()).decode()
         self.new_api = new_api
+        self.min_password = min_password  # 15 like porta master (contract §11.2); None like 2.16
+        self.multiple_users = multiple_users  # tenant switch that the users list needs (contract §3)
         self.ids = itertools.count(100)
         self.accounts = {}
         self.services = {1: dict(id=1, name="API", system_name="api", backend_version="1", state="incomplete")}
@@ -28,17 +31,32 @@ class FakePorta:
         self.access_code = "abc123"
         self.versions = {"sandbox": 2, "production": 1}
         for n in range(1, accounts + 1):
-            self.signup(dict(username="user%d" % n, email="user%d@example.com" % n, org_name="user%d" % n))
+            self.signup(dict(username="user%d" % n, email="user%d@example.com" % n, org_name="user%d" % n,
+                             password="seeded-password-%d" % n))
 
     # -- helpers ---------------------------------------------------------------------------------
     def signup(self, form):
+        errors = {}
+        username, email, password = form.get("username") or "", form.get("email"), form.get("password") or ""
+        if not 3 <= len(username) <= 40 or not re.fullmatch(r"\w[\w.\-@+]+", username, re.ASCII):
+            errors["username"] = ["is too short (minimum is 3 characters)" if len(username) < 3 else "is invalid"]
         for acc in self.accounts.values():
-            if acc["_user"] == form.get("username") or acc["_email"] == form.get("email"):
-                return 422, {"errors": {"username": ["has already been taken"]}}, None
+            if acc["_user"] == username:
+                errors["username"] = ["has already been taken"]
+            if email and acc["_email"] == email:
+                errors["email"] = ["has already been taken"]
+        if password and self.min_password and len(password) < self.min_password:
+            errors["password"] = ["is too short (minimum is %d characters)" % self.min_password]
+        if errors:
+            return 422, {"errors": errors}, None
         aid = next(self.ids)
-        self.accounts[aid] = dict(id=aid, org_name=form["org_name"], state="approved", _user=form["username"],
-                                  _email=form["email"])
+        self.accounts[aid] = dict(id=aid, org_name=form["org_name"], state="approved", _user=username, _email=email,
+                                  _user_id=next(self.ids), _user_state="active" if password else "pending")
         return 201, {"account": self.public(self.accounts[aid])}, None
+
+    def user(self, acc):
+        return dict(id=acc["_user_id"], state=acc["_user_state"], role="admin", username=acc["_user"],
+                    email=acc["_email"])
 
     @staticmethod
     def public(obj):
@@ -83,9 +101,10 @@ class FakePorta:
         if path == "/accounts.json":
             return 200, {"accounts": [{"account": self.public(a)} for a in self.accounts.values()]}, None
         if path == "/accounts/find.json":
-            for acc in self.accounts.values():
-                if acc["_user"] == query.get("username") or acc["_email"] == query.get("email"):
-                    return 200, {"account": self.public(acc)}, None
+            for key, field in (("username", "_user"), ("email", "_email")):
+                if key in query:  # porta's precedence: username, then email
+                    match = [a for a in self.accounts.values() if a[field] == query[key]]
+                    return (200, {"account": self.public(match[0])}, None) if match else NOT_FOUND
             return NOT_FOUND
         if path == "/signup.json" and method == "POST":
             return self.signup(form)
@@ -101,6 +120,8 @@ class FakePorta:
                 del self.accounts[aid]
                 return 200, None, None
             return 200, {"account": self.public(self.accounts[aid])}, None
+        if rest.startswith("/users"):
+            return self.user_route(method, self.accounts[aid], rest)
         mine = [c for c in self.contracts.values() if c["user_account_id"] == aid]
         m = re.fullmatch(r"/(service_subscriptions|service_contracts)(?:/(\d+))?(/change_plan)?", rest)
         if m and (self.new_api or m.group(1) == "service_contracts"):
@@ -136,6 +157,18 @@ class FakePorta:
             return self.app_route(method, aid, m.group(1), m.group(2), form)
         return NOT_FOUND
 
+    def user_route(self, method, acc, rest):
+        if rest == "/users" and method == "GET":
+            if not self.multiple_users:
+                return 403, {"status": "Forbidden"}, None
+            return 200, {"users": [{"user": self.user(acc)}]}, None
+        m = re.fullmatch(r"/users/(\d+)(/activate)?", rest)
+        if not m or int(m.group(1)) != acc["_user_id"]:
+            return NOT_FOUND
+        if m.group(2) and method == "PUT":
+            acc["_user_state"] = "active"
+        return 200, {"user": self.user(acc)}, None
+
     def app_route(self, method, aid, app_id, action, form):
         if app_id is None:
             if method == "GET":
@@ -147,7 +180,7 @@ class FakePorta:
                 self.subscribe(aid, next(p["id"] for p in self.service_plans.values() if p["service_id"] == plan["service_id"]))
             new = dict(id=next(self.ids), account_id=aid, service_id=plan["service_id"], plan_id=plan["id"],
                        plan_name=plan["name"], name=form.get("name"), description=form.get("description"),
-                       state="live", user_key=secrets.token_hex(16))
+                       state="pending" if plan.get("approval_required") else "live", user_key=secrets.token_hex(16))
             self.apps[new["id"]] = new
             return 201, {"application": new}, None
         app = self.apps.get(int(app_id))
@@ -156,8 +189,11 @@ class FakePorta:
         if method == "DELETE":
             del self.apps[app["id"]]
             return 200, None, None
-        if action in ("suspend", "resume"):
-            app["state"] = "suspended" if action == "suspend" else "live"
+        if action in TRANSITIONS:
+            sources, target = TRANSITIONS[action]
+            if app["state"] not in sources:  # contract §11.6
+                return 422, {"errors": {"state": ['cannot transition via "%s"' % action]}}, None
+            app["state"] = target
         elif action == "change_plan":
             plan = self.app_plans[int(form["plan_id"])]
             app.update(plan_id=plan["id"], plan_name=plan["name"])
