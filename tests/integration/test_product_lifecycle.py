@@ -141,7 +141,7 @@ def test_removing_operations_converges_in_one_run(lab_env, porta):
     # The smoke test adapted: no completion to call, so it checked an embedding.
     assert "answered embeddings through" in proc.stdout
 
-    again, _ = onboard(lab_env, dict(model, operations=["health", "models", "embeddings"]))
+    again, _elapsed = onboard(lab_env, dict(model, operations=["health", "models", "embeddings"]))
     assert recap_changed(again) == 0, again.stdout[-3000:]
     print(f"\noperations 8 -> 3 converged in one run: {elapsed:.1f}s; Failed messages seen: {len(watch.failed_messages)}")
 
@@ -150,7 +150,7 @@ def test_invalid_operations_refused_before_any_change(lab_env, porta):
     name = "badops" + uuid.uuid4().hex[:6]
     model = {"name": name, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": "m", "accounts": ["user4"],
              "operations": ["completions", "images"], "limits": [{"metric": "embeddings", "period": "minute", "value": 5}]}
-    proc, _ = onboard(lab_env, model, expect_rc=2)
+    proc, _elapsed = onboard(lab_env, model, expect_rc=2)
     out = " ".join(proc.stdout.split())  # ansible-core wraps error text at the terminal width
     assert "operations: choose one or more of" in out and "images" in out, out[-3000:]
     assert "limits: a metric must be hits or one of the operations of the model" in out, out[-3000:]
@@ -172,7 +172,7 @@ def test_failed_promotion_is_replaced_then_reported(lab, lab_env, porta):
     # Every promote call fails: two attempts, then the operator's own message.
     fault(lab["dir"], "porta", "error_rate=1", "error_status=503", promote_path)
     try:
-        proc, _ = onboard(lab_env, model, "-e", "maas_promote_attempts=2", expect_rc=2)
+        proc, _elapsed = onboard(lab_env, model, "-e", "maas_promote_attempts=2", expect_rc=2)
     finally:
         fault(lab["dir"], "clear")
     assert "could not promote %s after 2 ProxyConfigPromote attempt(s)" % name in proc.stdout, proc.stdout[-3000:]
@@ -183,13 +183,13 @@ def test_failed_promotion_is_replaced_then_reported(lab, lab_env, porta):
     # Only the first promote call fails: the second ProxyConfigPromote succeeds in the same run.
     fault(lab["dir"], "porta", "error_rate=1", "error_status=503", "max_count=1", promote_path)
     try:
-        proc, _ = onboard(lab_env, dict(model, display_name="Promo " + name))
+        proc, _elapsed = onboard(lab_env, dict(model, display_name="Promo " + name))
     finally:
         fault(lab["dir"], "clear")
     state = product_state(porta, name)
     assert state["production"] == state["staging"]
     assert "attempt 2" in proc.stdout
-    again, _ = onboard(lab_env, dict(model, display_name="Promo " + name))
+    again, _elapsed = onboard(lab_env, dict(model, display_name="Promo " + name))
     assert recap_changed(again) == 0, again.stdout[-3000:]
 
 
