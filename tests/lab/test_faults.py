@@ -223,3 +223,49 @@ def test_kube_watch_closed_early_ends_the_stream_cleanly(kube, kfault):
         list(r.iter_lines())
         assert time.monotonic() - t0 > 1.5
     assert wait_for(lambda: kube_faults(kube) == {"watch_closes": 1}, what="no operator watch closed")
+
+
+# ---------------------------------------------------------------------------------------- whole lab
+def test_whole_lab_faults_spare_the_operator(lab):
+    """In a whole lab (the `lab` fixture: `python -m maaslab up`), kube faults (exclude_operator
+    defaults to true) and porta faults with exclude_operator=true hit only the clients under test: a
+    Backend created with kubectl is still reconciled into porta by the operator while every read of
+    the test's own clients fails. Upstream: 3scale-operator controllers/capabilities/backend_controller.go."""
+    directory, name = lab["dir"], "faults-e2e"
+    env = {**lab["env"], "PATH": str(sys.executable).rsplit("/", 1)[0]}
+    kubectl = [str(sys.executable).rsplit("/", 1)[0] + "/kubectl", "-n", "3scale", "--cache-dir", directory + "/kc-faults"]
+    porta_url, token, ca = lab["urls"]["porta"], lab["credentials"]["porta_token"], lab["tls"]["ca_cert"]
+    kube_url, admin = lab["urls"]["kube"], lab["credentials"]["kube_admin_token"]
+    operator_token = lab["credentials"]["kube_operator_token"]
+    path = f"/apis/capabilities.3scale.net/v1beta1/namespaces/3scale/backends/{name}"
+    try:
+        fault(directory, "kube", "error_rate=1", "error_status=503", 'verbs=["GET"]', f"path_regex=/backends/{name}$")
+        fault(directory, "porta", "error_rate=1", "exclude_operator=true", "path_regex=^/admin/api/backend_apis")
+        manifest = {"apiVersion": "capabilities.3scale.net/v1beta1", "kind": "Backend",
+                    "metadata": {"name": name, "namespace": "3scale"},
+                    "spec": {"name": name, "systemName": name, "privateBaseURL": "https://model.example.com"}}
+        p = subprocess.run([*kubectl, "create", "-f", "-"], input=json.dumps(manifest), env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert p.returncode == 0, p.stderr
+        mine = requests.get(kube_url + path, headers={"Authorization": f"Bearer {admin}"}, verify=ca, timeout=10)
+        assert mine.status_code == 503 and mine.json()["reason"] == "ServiceUnavailable"
+
+        def synced():
+            r = requests.get(kube_url + path, headers={"Authorization": f"Bearer {operator_token}"}, verify=ca, timeout=10)
+            conds = {c["type"]: c["status"] for c in (r.json().get("status") or {}).get("conditions", [])}
+            return r.json() if conds.get("Synced") == "True" else None
+        obj = wait_for(synced, timeout=30, what="Backend synced by the operator")
+        assert obj["status"]["backendId"]
+        r = requests.get(f"{porta_url}/admin/api/backend_apis/{obj['status']['backendId']}.json",
+                         auth=("", token), verify=ca, timeout=10)
+        assert r.status_code == 503                                   # the test's own porta call is faulted
+        stats = requests.get(porta_url + "/lab/stats.json", verify=ca, timeout=10).json()
+        assert stats["faults"].get("errors", 0) >= 1
+        kstats = requests.get(kube_url + "/lab/stats.json", headers={"Authorization": f"Bearer {admin}"},
+                              verify=ca, timeout=10).json()
+        assert kstats["faults"].get("errors", 0) >= 1
+    finally:
+        fault(directory, "kube")
+        fault(directory, "porta")
+        subprocess.run([*kubectl, "delete", "backend", name, "--wait=false"], env=env, capture_output=True,
+                       timeout=60, check=False)
