@@ -140,6 +140,13 @@ def as_operator(kube, method: str, path: str, **kw) -> requests.Response:
                             headers={"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}"}, **kw)
 
 
+def test_kube_lab_stats_need_a_token(kube):
+    """`/lab/stats.json` of the kube API server sits behind the same bearer-token check as the API."""
+    r = requests.get(kube.url + "/lab/stats.json", verify=kube.ca, timeout=10)
+    assert r.status_code == 401 and r.json()["reason"] == "Unauthorized"
+    assert set(kube.req("GET", "/lab/stats.json").json()) == {"requests", "by_method_path", "faults"}
+
+
 def test_kube_errors_are_status_bodies_like_the_api_server(kube, kfault):
     """429 TooManyRequests with Retry-After and details.retryAfterSeconds, 503 ServiceUnavailable with
     Retry-After, 500 InternalError with a cause: the bodies a real API server writes.

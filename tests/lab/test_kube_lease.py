@@ -47,6 +47,14 @@ def test_lease_discovery_and_kubectl(kube):
     assert kube.kubectl("get", "lease", "kc", "-o", "jsonpath={.spec.holderIdentity}").stdout == "run-b"
     kube.kubectl("delete", "lease", "kc", "--wait=true")
     assert kube.req("GET", f"{LEASES}/kc").status_code == 404
+    # client-side apply validates against /openapi/v3 (io.k8s.api.coordination.v1.Lease), strict fields
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(lease("ka")))
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(lease("ka", "run-z")))
+    assert kube.kubectl("get", "lease", "ka", "-o", "jsonpath={.spec.holderIdentity}").stdout == "run-z"
+    typo = lease("ka")
+    typo["spec"]["holderIdentiy"] = "x"
+    bad = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(typo), check=False)
+    assert bad.returncode == 1 and "holderIdentiy" in bad.stderr
 
 
 def test_lease_optimistic_concurrency(kube):
