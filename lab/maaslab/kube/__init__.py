@@ -1,7 +1,7 @@
 """The lab's Kubernetes API server: the subset of the real REST protocol that kubectl 1.37, the
 Python DynamicClient and kubernetes.core use (see reference/kubernetes-api/CLIENT-REQUESTS.md).
 
-Core kinds Namespace/Secret/ConfigMap/Event, CustomResourceDefinitions registered at run time, CRs
+Core kinds Namespace/Secret/ConfigMap/Event, coordination.k8s.io/v1 Lease, CustomResourceDefinitions registered at run time, CRs
 validated/pruned/defaulted by their openAPIV3Schema (maaslab.kube.schema), status subresource,
 finalizers, optimistic concurrency, list/label/field selectors, chunked watch with bookmarks and
 watch-list, merge/JSON/apply patches, dry runs, discovery and /openapi/v3. State lives in
@@ -18,7 +18,8 @@ Modules (no cycles: each imports only those listed before it):
 `schema` openAPIV3Schema validation, pruning, defaulting; `core` ApiError, ResourceType, constants;
 `selectors` label/field selectors, printer-column helpers; `store` objects, resourceVersion,
 persistence, type registry; `hooks` kind-specific rules; `verbs` create/update/delete/list;
-`patch` merge/JSON/apply patches; `discovery` discovery and /openapi/v3; `watch` watch streams;
+`patch` merge/JSON/apply patches; `discovery` discovery and /openapi/v3; `faults` fault switches
+`kube` and the lab-only `/lab/stats.json` counters; `watch` watch streams;
 `server` KubeAPIServer (the mixins above + lifecycle + routing) and its HTTP handler;
 `client` KubeClient, the stdlib client of the operator and the orchestrator (imports nothing here).
 """

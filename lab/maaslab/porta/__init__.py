@@ -9,7 +9,8 @@ Documented deviations from the real porta:
 * private_endpoint validation rejects localhost/127.x like porta, except the lab model server
   (host:port of ctx.urls["model"]), so a Backend can point at it.
 * Backend usages list is a bare JSON array (as porta), paginated without `metadata`.
-* `/lab/stats.json` and `POST /lab/stats/reset` are lab-only (request counters, no auth).
+* `/lab/stats.json` and `POST /lab/stats/reset` are lab-only (request counters and injected faults
+  {errors, drops, delays, lost_responses}, no auth).
 * Not emulated: CMS, invoices/billing, fields definitions, features, referrer filters, SSO,
   webhook delivery (webhooks are stored and shown only), master-only endpoints.
 * Signup follows a tenant whose service plans are hidden in the admin UI (porta's default).
