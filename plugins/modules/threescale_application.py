@@ -146,6 +146,13 @@ user_key:
   returned: always
   type: str
   sample: 6e1ad7d5a8fbc6a58a0ff1c0c7d8e6a1
+recovered_writes:
+  description:
+    - Creates whose answer was lost (connection closed, timeout, HTTP 502/504) and whose object the module
+      found in 3scale and adopted instead of creating it again.
+  returned: when a create lost its answer
+  type: list
+  elements: str
 """
 
 import secrets
@@ -164,6 +171,19 @@ def public(app):
 
 def view(app):
     return dict((k, (app or {}).get(k)) for k in SHOWN if k not in ("id", "account_id", "service_id"))
+
+
+def applications_named(client, account_id, product_id, name):
+    """The account's applications of the product with this name (the module's identity), oldest first."""
+    apps = client.list("/accounts/%s/applications.json" % account_id, "applications", "application")
+    return sorted((a for a in apps if a.get("service_id") == product_id and a.get("name") == name),
+                  key=lambda a: a.get("id") or 0)
+
+
+def find_application(client, account_id, product_id, name):
+    """Read-back after a create that lost its answer: the application porta committed, or None."""
+    matches = applications_named(client, account_id, product_id, name)
+    return matches[0] if matches else None
 
 
 def ensure_application(module):
@@ -191,8 +211,7 @@ def ensure_application(module):
     if p["rotate_key"] and to_text(product.get("backend_version")) != "1":
         module.fail_json(msg="rotate_key needs a product that authenticates with user keys (backend_version 1); "
                              "%s uses %s; nothing was changed" % (product.get("system_name"), product.get("backend_version")))
-    apps = client.list("/accounts/%s/applications.json" % aid, "applications", "application")
-    matches = [a for a in apps if a.get("service_id") == pid and a.get("name") == p["name"]]
+    matches = applications_named(client, aid, pid, p["name"])
     if len(matches) > 1:
         module.warn("%d applications named %r on product %s for account %s; using id %s" % (
             len(matches), p["name"], product.get("system_name"), p["account"], matches[0]["id"]))
@@ -221,8 +240,10 @@ def ensure_application(module):
         app = dict(id=None, name=p["name"], description=p["description"] or p["name"], state=want_state,
                    plan_id=plan["id"], plan_name=plan.get("name"), service_id=pid, account_id=aid)
         if not module.check_mode:
-            app = client.post("%s.json" % base, data=dict(plan_id=plan["id"], name=p["name"],
-                                                          description=p["description"] or p["name"]))["application"]
+            body, adopted = client.create(
+                "%s.json" % base, dict(plan_id=plan["id"], name=p["name"], description=p["description"] or p["name"]),
+                find=lambda: find_application(client, aid, pid, p["name"]), what="application %r" % p["name"])
+            app = body if adopted else body["application"]
     else:
         update = {}
         if p["description"] is not None and p["description"] != current.get("description"):
