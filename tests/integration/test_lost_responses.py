@@ -1,0 +1,176 @@
+"""Creates that cannot double, through ansible-playbook against the lab (issue 10, item 2), and the
+module half of item 6 (a refused token, an unreachable admin URL, a missing CA: a clear error naming
+the setting, nothing changed).
+
+The lab's porta fault ``lost_response_rate`` processes and commits a request, then closes the
+connection without an answer: the worst case for a POST.  The modules must read back and adopt what
+porta committed, report the change, and end with exactly one account / subscription / application,
+which the independent REST client of test_modules reads back; a re-run reports no change.
+
+Upstream: porta app/controllers/admin/api/signups_controller.rb (unique username, 422 when taken),
+app/controllers/admin/api/service_subscriptions_controller.rb (one subscription per account and
+product, 422 "already subscribed"), app/controllers/admin/api/buyers_applications_controller.rb
+(application names are not unique: only the module's read-back prevents a second one),
+app/lib/api_authentication/by_access_token.rb (403 for a refused or read-only token).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import test_modules
+from test_modules import task, uniq
+
+play = test_modules.play  # the fixtures of test_modules, shared by name
+porta = test_modules.porta
+
+CREATES = r"^/admin/api/(signup|accounts/\d+/(service_subscriptions|applications))\.json$"
+
+
+@pytest.fixture
+def fault(lab, lab_env):
+    def set_fault(*args):
+        subprocess.run([sys.executable, "-m", "maaslab", "fault", "--dir", lab["dir"], *args], check=True,
+                       capture_output=True, env=lab_env, timeout=60)
+    yield set_fault
+    set_fault("clear")
+
+
+def lab_stats(porta):
+    return porta.s.get(porta.base + "/lab/stats.json", timeout=30).json()
+
+
+def lost(porta):
+    faults = lab_stats(porta)["faults"]
+    return faults.get("lost_responses", faults.get("lost_response", 0))
+
+
+def writes(porta):
+    """Admin API writes porta received since reset_stats (APIcast only ever GETs its configuration)."""
+    return {k: n for k, n in lab_stats(porta)["by_method_path"].items() if not k.startswith(("GET ", "HEAD "))}
+
+
+def exactly_one(items, what):
+    assert len(items) == 1, "%s: %d found, expected exactly one: %s" % (what, len(items), items)
+    return items[0]
+
+
+def test_lost_signup_answer_adopts_the_account(play, porta, fault):
+    """Exactly the first signup loses its answer: one account, changed, adopted, and changed=0 after."""
+    user = uniq("lost")
+    account = dict(username=user, email=user + "@example.com", password="a-long-password-" + user)
+    fault("porta", "lost_response_rate=1", "max_count=1", r"path_regex=^/admin/api/signup\.json$")
+    before = lost(porta)
+    porta.reset_stats()
+    r, o = play(task("threescale_account", "create", **account))
+    assert lost(porta) - before == 1, "the fault did not fire: the test proved nothing"
+    assert r["create"]["changed"] and r["create"]["account"]["action"] == "created"
+    assert "adopted the account %s" % user in r["create"]["recovered_writes"][0]
+    assert writes(porta) == {"POST /admin/api/signup.json": 1}          # never sent twice
+    assert porta.find(user)["id"] == r["create"]["account"]["id"]
+    r, o = play(task("threescale_account", "again", **account))
+    assert not r["again"]["changed"] and "recovered_writes" not in r["again"]
+
+
+def _creates_play(names, product, plan, retries):
+    accounts = [dict(username=n, email=n + "@example.com", password="a-long-password-" + n) for n in names]
+    tasks = task("threescale_account", "accounts", accounts=accounts, retries=retries)
+    tasks += task("threescale_subscription", "subs", accounts=names, product=product, retries=retries)
+    apps = task("threescale_application", "apps", account="{{ item }}", product=product, plan=plan,
+                name="{{ item }}-chat", retries=retries)
+    apps[0]["loop"] = names
+    return tasks + apps
+
+
+@pytest.mark.timeout(900)
+def test_lost_answers_at_30_percent_over_30_accounts(play, porta, fault):
+    """30 % of the signup, subscription and application calls (GETs of those paths too) are committed
+    and their answer lost.  The run converges with exactly one of each, then a re-run changes nothing."""
+    names = ["%s-%02d" % (uniq("lr"), i) for i in range(30)]
+    product = porta.new_product("lr", app_plan="basic")
+    pid = porta.product(product)["id"]
+    tasks = _creates_play(names, product, "basic", retries=8)  # a GET lost 9 times in a row: p = 2e-5
+    fault("porta", "lost_response_rate=0.3", "path_regex=" + CREATES)
+    before = lost(porta)
+    porta.reset_stats()
+    started = time.monotonic()
+    r, o = play(tasks)
+    wall = time.monotonic() - started
+    injected = lost(porta) - before
+    requests_seen = lab_stats(porta)["requests"]
+    sent = writes(porta)
+    fault("clear")
+
+    recovered = {k: len(r[k].get("recovered_writes") or []) for k in ("accounts", "subs")}
+    recovered["apps"] = sum(len(x.get("recovered_writes") or []) for x in r["apps"]["results"])
+    print("\nlost answers, 30 accounts at 30 %%: %s" % json.dumps(dict(
+        lost_responses_injected=injected, porta_requests=requests_seen, writes=sent, adopted=recovered,
+        playbook_wall_s=round(wall, 1))))
+    assert injected > 0 and sum(recovered.values()) > 0, "no create lost its answer: the test proved nothing"
+    assert all(a["action"] == "created" for a in r["accounts"]["accounts"]) and r["accounts"]["changed"]
+    assert all(s["action"] == "subscribed" for s in r["subs"]["subscriptions"]) and r["subs"]["changed"]
+    assert all(x["changed"] and x["user_key"] for x in r["apps"]["results"])
+    # porta saw each create once, plus once more only where a read-back found nothing (never with this fault)
+    assert sent["POST /admin/api/signup.json"] == 30
+    assert sum(n for k, n in sent.items() if k.endswith("/service_subscriptions.json")) == 30
+    assert sum(n for k, n in sent.items() if k.endswith("/applications.json")) == 30
+
+    for name, app_result in zip(names, r["apps"]["results"]):
+        account = porta.find(name)
+        subs = [s for s in porta.subscriptions(account["id"]) if s["service_id"] == pid]
+        exactly_one(subs, "subscriptions of %s" % name)
+        apps = [a for a in porta.apps(account["id"]) if a["service_id"] == pid]
+        app = exactly_one(apps, "applications of %s" % name)
+        assert app["name"] == name + "-chat" and app["user_key"] == app_result["user_key"]
+
+    porta.reset_stats()
+    again, o = play(tasks)
+    assert not again["accounts"]["changed"] and not again["subs"]["changed"]
+    assert not any(x["changed"] for x in again["apps"]["results"]) and not writes(porta)
+
+
+# -- item 6: a clear error naming the setting, nothing changed ----------------------------------------
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_settings_errors_name_the_setting(play, porta, lab_env, tmp_path):
+    user = uniq("bad")
+    url = lab_env["THREESCALE_ADMIN_URL"]
+    status, body = porta.req("POST", "/personal/access_tokens.json",
+                             data={"name": uniq("ro"), "scopes[]": "account_management", "permission": "ro"})
+    assert status == 201, body
+    read_only = body["access_token"]["value"]
+    port = _closed_port()
+    new = dict(username=user, email=user + "@example.com", ignore_errors=True)
+    tasks = task("threescale_account", "token", access_token="not-the-token-" + user, **new)
+    tasks += task("threescale_account", "readonly", access_token=read_only, **new)
+    tasks += task("threescale_account", "unreachable", admin_url="https://127.0.0.1:%d" % port, retries=0, **new)
+    tasks += task("threescale_account", "noca", ca_path=str(tmp_path / "missing-ca.pem"), **new)
+    porta.reset_stats()
+    r, proc = play(tasks)
+    # no CA that trusts the lab: no THREESCALE_CA_BUNDLE, an empty system store
+    r2, proc2 = play(task("threescale_subscription", "untrusted", accounts=["user1"], product="api", ignore_errors=True,
+                          retries=0), env=dict(THREESCALE_CA_BUNDLE=None, SSL_CERT_FILE=str(tmp_path / "none.pem")))
+    r.update(r2)
+    assert r["token"]["failed"] and r["token"]["msg"].startswith(
+        "access_token (or THREESCALE_ACCESS_TOKEN) was refused by %s" % url)
+    assert r["readonly"]["failed"] and "access_token (or THREESCALE_ACCESS_TOKEN) was refused" in r["readonly"]["msg"]
+    assert "read-write" in r["readonly"]["msg"]
+    assert r["unreachable"]["failed"] and "cannot reach admin_url https://127.0.0.1:%d (host 127.0.0.1:%d)" % (
+        port, port) in r["unreachable"]["msg"]
+    assert r["noca"]["failed"] and "missing-ca.pem given as ca_path (or THREESCALE_CA_BUNDLE)" in r["noca"]["msg"]
+    assert r["untrusted"]["failed"] and "(admin_url) failed" in r["untrusted"]["msg"]
+    for setting in ("ca_path", "THREESCALE_CA_BUNDLE", "validate_certs"):
+        assert setting in r["untrusted"]["msg"]
+    # the read-only token reached the first write and was refused there; nothing else wrote anything
+    assert writes(porta) == {"POST /admin/api/signup.json": 1} and porta.find(user) is None
+    assert read_only not in proc.stdout + proc.stderr and lab_env["THREESCALE_ACCESS_TOKEN"] not in proc.stdout
