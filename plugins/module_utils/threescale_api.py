@@ -75,6 +75,7 @@ class ThreescaleError(Exception):
         # True when the request may have been processed but no answer came back (timeout, reset,
         # connection closed, 502/504): a POST may have been committed.
         self.unanswered = unanswered
+        self.after_lost_answer = False  # an earlier attempt of this request went unanswered
 
     def __str__(self):
         return self.message
@@ -249,6 +250,7 @@ class ThreescaleClient(object):
                     http_client.HTTPException) as exc:
                 failure = self._transport_failure(method, path, exc)
                 retry = not failure.tls and (failure.refused or method in IDEMPOTENT_METHODS)
+            failure.after_lost_answer = unanswered_before
             unanswered_before = unanswered_before or failure.unanswered
             if not retry or attempt >= self.retries:
                 if retry and attempt:
@@ -322,6 +324,23 @@ class ThreescaleClient(object):
                     raise
             self._sleep(self._delay(attempt))
             attempt += 1
+
+    def transition(self, path, done):
+        """PUT a state-machine event (suspend, resume, activate...) that survives a lost answer.
+
+        ``request`` resends a PUT that went unanswered; if porta had applied the event, the resent one is
+        refused with 422 (no transition from the new state).  Then ``done()`` reads the object back and
+        returns its body when the event took effect (the wanted state holds), else None and the 422 stands.
+        """
+        try:
+            return self.put(path)
+        except ThreescaleError as exc:
+            if exc.status == 422 and exc.after_lost_answer:
+                body = done()
+                if body:
+                    self.recovered.append("PUT %s lost its answer; 3scale had applied it" % self._url_path(path))
+                    return body
+            raise
 
     def _adopt(self, path, what, found, lost):
         self.recovered.append("POST %s lost its answer %d time(s); adopted the %s that 3scale had created (id %s)"

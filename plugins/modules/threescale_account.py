@@ -277,7 +277,11 @@ def admin_user(module, account_id, label, need):
 
 def activate(module, account_id, user):
     path = "/accounts/%s/users/%s/activate.json" % (account_id, user["id"])
-    return (module.client.put(path) or {}).get("user") or dict(user, state="active")
+
+    def active():  # read back after an activation that lost its answer
+        body = module.client.get("/accounts/%s/users/%s.json" % (account_id, user["id"]))
+        return body if (body or {}).get("user", {}).get("state") == "active" else None
+    return (module.client.transition(path, done=active) or {}).get("user") or dict(user, state="active")
 
 
 def create(module, entry, label, created):

@@ -186,6 +186,12 @@ def find_application(client, account_id, product_id, name):
     return matches[0] if matches else None
 
 
+def in_state(client, app_path, state):
+    """The application's body when it is in ``state`` (read back after a transition lost its answer)."""
+    body = client.get(app_path + ".json")
+    return body if (body or {}).get("application", {}).get("state") == state else None
+
+
 def ensure_application(module):
     client, p = module.client, module.params
     if not p["name"].strip():
@@ -266,8 +272,9 @@ def ensure_application(module):
         changed = True
         app = dict(app, state=want_state)
         if not module.check_mode and app.get("id"):
-            action = "suspend" if want_state == "suspended" else "resume"
-            app = client.put("%s/%s/%s.json" % (base, app["id"], action))["application"]
+            action, app_path = "suspend" if want_state == "suspended" else "resume", "%s/%s" % (base, app["id"])
+            app = client.transition("%s/%s.json" % (app_path, action), done=lambda: in_state(
+                client, app_path, want_state))["application"]
     if changed and not module.check_mode and app.get("id"):
         app = client.get("%s/%s.json" % (base, app["id"]))["application"]  # authoritative final state
     if app.get("state") == "pending" and app.get("id"):

@@ -345,11 +345,17 @@ def subscribe(client, api, account_id, plan_id, product_id):
     return dict(subscription_id=sub.get("id"), state=sub.get("state"))
 
 
+def suspended(client, app_path):
+    body = client.get(app_path + ".json")
+    return body if (body or {}).get("application", {}).get("state") == "suspended" else None
+
+
 def unsubscribe(module, client, api, ident, account_id, by_state, sub_id):
     base = "/accounts/%s/applications/%s" % (account_id, "%s")
     if module.params["suspend_applications"]:
         for app in by_state.get("live", []):  # only live applications can be suspended
-            client.put((base % app["id"]) + "/suspend.json")
+            app_path = base % app["id"]
+            client.transition(app_path + "/suspend.json", done=lambda path=app_path: suspended(client, path))
     if module.params["delete_pending_applications"]:
         for app in by_state.get("pending", []):
             client.delete((base % app["id"]) + ".json")

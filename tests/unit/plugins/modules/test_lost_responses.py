@@ -245,3 +245,32 @@ def test_missing_ca_file_names_the_setting(run_module, tmp_path):
     res = run_module(threescale_account, dict(admin_url="https://127.0.0.1:%d" % _closed_port(), access_token=TOKEN,
                                               retries=0, username="newdev", ca_path=str(missing)))
     assert res["failed"] and str(missing) in res["msg"] and "ca_path (or THREESCALE_CA_BUNDLE)" in res["msg"]
+
+
+@pytest.mark.parametrize("state,action", [("suspended", "suspend"), ("present", "resume")])
+def test_transition_whose_answer_was_lost(lossy, state, action):
+    """The PUT is resent (idempotent method), porta refuses it with 422 because the first one took effect:
+    the module reads the application back and reports success."""
+    fake, app, srv, run = lossy("PUT", r"/applications/\d+/%s\.json$" % action, retries=1)
+    run(threescale_application, account="user1", product="api", plan="basic", name="t")
+    if action == "resume":
+        run(threescale_application, account="user1", product="api", name="t", state="suspended")
+    res = run(threescale_application, account="user1", product="api", name="t", state=state)
+    (committed,) = fake.apps.values()
+    assert app.injected == 1 and not res.get("failed"), res
+    assert res["changed"] and committed["state"] == ("suspended" if action == "suspend" else "live")
+    assert res["application"]["state"] == committed["state"] and "had applied it" in res["recovered_writes"][0]
+    puts = [r for r in srv.log if r["method"] == "PUT" and r["path"].endswith("/%s.json" % action)]
+    assert len(puts) == 2
+
+
+def test_unsubscribe_survives_lost_answers(lossy):
+    """Suspending the live application and deleting the subscription both lose their answer."""
+    fake, app, srv, run = lossy("PUT", r"/suspend\.json$", retries=1)
+    run(threescale_application, account="user1", product="api", plan="basic", name="u")
+    app.pattern, app.method, app.left = re.compile(r"/suspend\.json$|/service_subscriptions/\d+\.json$"), "PUT", 1
+    deleting = Lossy(fake, "DELETE", r"/service_subscriptions/\d+\.json$")
+    srv.httpd.app = lambda *a: (deleting if a[0] == "DELETE" else app)(*a)
+    res = run(threescale_subscription, accounts=["user1"], product="api", state="absent", suspend_applications=True)
+    assert app.injected == 1 and deleting.injected == 1 and not res.get("failed"), res
+    assert res["changed"] and not fake.contracts and not fake.apps
