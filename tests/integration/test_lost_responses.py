@@ -175,3 +175,38 @@ def test_connection_settings_errors_name_the_setting(play, porta, lab_env, tmp_p
     # the read-only token reached the first write and was refused there; nothing else wrote anything
     assert writes(porta) == {"POST /admin/api/signup.json": 1} and porta.find(user) is None
     assert read_only not in proc.stdout + proc.stderr and lab_env["THREESCALE_ACCESS_TOKEN"] not in proc.stdout
+
+
+def test_lost_answers_to_suspend_unsubscribe_and_delete(play, porta, fault):
+    """Exactly the first suspend, subscription delete and account delete lose their answer (each path is
+    used by one method only, so max_count=1 hits the write itself): the resent PUT is refused with 422
+    and the resent DELETEs get 404, because porta had done it; each task succeeds, reports the change,
+    and the state read back is the one asked for."""
+    user = uniq("gone")
+    account = porta.signup(user)
+    product = porta.new_product("gone", app_plan="basic")
+    pid = porta.product(product)["id"]
+    r, o = play(task("threescale_application", "app", account=user, product=product, plan="basic", name="chat"))
+    steps = (("suspend", r"^/admin/api/accounts/\d+/applications/\d+/suspend\.json$",
+              task("threescale_application", "suspend", account=user, product=product, name="chat", state="suspended")),
+             ("unsubscribe", r"^/admin/api/accounts/\d+/service_subscriptions/\d+\.json$",
+              task("threescale_subscription", "unsubscribe", accounts=[user], product=product, state="absent")),
+             ("delete", r"^/admin/api/accounts/\d+\.json$",
+              task("threescale_account", "delete", username=user, state="absent")))
+    figures = {}
+    for name, regex, tasks in steps:
+        fault("porta", "lost_response_rate=1", "max_count=1", "path_regex=" + regex)
+        before = lost(porta)
+        r, o = play(tasks)
+        figures[name] = lost(porta) - before
+        assert figures[name] == 1, "the fault did not fire on %s" % name
+        assert r[name]["changed"] and not r[name].get("failed"), r[name]
+        if name == "suspend":
+            assert r[name]["application"]["state"] == "suspended" and "had applied it" in r[name]["recovered_writes"][0]
+            assert [a["state"] for a in porta.apps(account["id"]) if a["service_id"] == pid] == ["suspended"]
+        if name == "unsubscribe":
+            assert not [x for x in porta.subscriptions(account["id"]) if x["service_id"] == pid]
+            assert not [a for a in porta.apps(account["id"]) if a["service_id"] == pid]
+    print("\nlost answers to state changes and deletes: %s" % json.dumps(figures))
+    assert r["delete"]["accounts"][0]["action"] == "deleted" and porta.find(user) is None
+    assert porta.req("GET", "/accounts/%s.json" % account["id"])[0] == 404
