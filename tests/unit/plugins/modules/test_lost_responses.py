@@ -274,3 +274,21 @@ def test_unsubscribe_survives_lost_answers(lossy):
     res = run(threescale_subscription, accounts=["user1"], product="api", state="absent", suspend_applications=True)
     assert app.injected == 1 and deleting.injected == 1 and not res.get("failed"), res
     assert res["changed"] and not fake.contracts and not fake.apps
+
+
+def test_application_created_meanwhile_converges_on_the_oldest(lossy, capsys):
+    """Another run (or a timed-out attempt committed late) creates the same application just before this
+    task's POST: the task deletes its own and adopts the oldest, so both runs end with one application."""
+    fake, app, srv, run = lossy("POST", r"/never$")
+
+    def racing(method, path, query, form, headers):
+        if method == "POST" and path.endswith("/applications.json") and not fake.apps:
+            fake(method, path, query, dict(form), headers)  # the other run commits first
+        return fake(method, path, query, form, headers)
+    srv.httpd.app = racing
+    res = run(threescale_application, account="user1", product="api", plan="basic", name="race")
+    (oldest,) = fake.apps.values()
+    assert res["changed"] and res["application"]["id"] == oldest["id"] and res["user_key"] == oldest["user_key"]
+    warned = " ".join(res.get("warnings") or []) + capsys.readouterr().err  # ansible-core 2.19 prints warnings
+    assert "kept the oldest (id %s)" % oldest["id"] in warned
+    assert [r["method"] for r in srv.log if "/applications/" in r["path"] and r["method"] != "GET"] == ["DELETE"]
