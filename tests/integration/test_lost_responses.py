@@ -22,6 +22,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 import test_modules
 from test_modules import task, uniq
@@ -210,3 +211,42 @@ def test_lost_answers_to_suspend_unsubscribe_and_delete(play, porta, fault):
     print("\nlost answers to state changes and deletes: %s" % json.dumps(figures))
     assert r["delete"]["accounts"][0]["action"] == "deleted" and porta.find(user) is None
     assert porta.req("GET", "/accounts/%s.json" % account["id"])[0] == 404
+
+
+def test_two_runs_at_once_end_with_one_application_per_account(porta, lab_env, tmp_path, fault):
+    """Two ansible-playbook processes create the same 12 applications at the same time (look, then create,
+    on both sides).  3scale does not make application names unique; the module's read-back after each
+    create keeps the oldest, so both runs return the same key and porta holds exactly one per account."""
+    names = ["%s-%02d" % (uniq("two"), i) for i in range(12)]
+    for n in names:
+        porta.signup(n)
+    product = porta.new_product("two", app_plan="basic")
+    pid = porta.product(product)["id"]
+    inventory = tmp_path / "inventory"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    outs, books = [tmp_path / "out-a.json", tmp_path / "out-b.json"], []
+    for out in outs:
+        t = task("threescale_application", "apps", account="{{ item }}", product=product, plan="basic", name="shared")
+        t[0]["loop"] = names
+        t.append({"name": "save", "no_log": True, "ansible.builtin.copy": {
+            "dest": str(out), "content": "{{ _apps.results | map(attribute='user_key') | list | to_json }}", "mode": "0600"}})
+        book = tmp_path / ("play-%s.yml" % out.stem)
+        book.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": t}]))
+        books.append(book)
+    env = dict(lab_env, ANSIBLE_NOCOLOR="1")
+    # a slow application list/create widens the window between "look" and "create" (injected latency)
+    fault("porta", "delay=0.3", r"path_regex=^/admin/api/accounts/\d+/applications\.json$")
+    started = time.monotonic()
+    procs = [subprocess.Popen(["ansible-playbook", "-i", str(inventory), str(b)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for b in books]
+    output = [p.communicate(timeout=300)[0] for p in procs]
+    wall = time.monotonic() - started
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in output)
+    keys = [json.loads(o.read_text()) for o in outs]
+    converged = sum(o.count("kept the oldest") for o in output)
+    print("\ntwo concurrent runs, 12 accounts: %s" % json.dumps(dict(
+        duplicates_removed=converged, wall_s=round(wall, 1))))
+    for name, key_a, key_b in zip(names, *keys):
+        apps = [a for a in porta.apps(porta.find(name)["id"]) if a["service_id"] == pid]
+        app = exactly_one(apps, "applications of %s" % name)
+        assert key_a == key_b == app["user_key"]
