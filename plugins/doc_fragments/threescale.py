@@ -53,11 +53,16 @@ options:
         or the server's C(Retry-After)).
       - Any request is retried when the connection was refused (nothing was sent) or the answer is HTTP 429 or 503
         (the server did not process it).
-      - HTTP 502, 504, timeouts and reset connections are retried only for GET, PUT, PATCH and DELETE,
-        never for POST, because the server may already have created the object.
+      - HTTP 502, 504, timeouts and reset connections are retried for GET, PUT, PATCH and DELETE. A POST
+        (a create) that got no answer this way may have been committed by 3scale, so it is never resent
+        blindly; the module reads back what it was creating (the account by username, the subscription of
+        the account to the product, the application by name on the account), adopts it when 3scale had
+        created it, and sends the POST again only when nothing was written.
     type: int
     default: 3
 notes:
+  - A refused token (HTTP 401, or 403 C(Access denied)), an unreachable O(admin_url) and a failed TLS
+    verification fail the task with a message naming the setting to fix, before the module writes anything.
   - The modules talk to the 3scale Account Management API (porta) over HTTPS only from the host
     that runs the module, usually C(localhost).
   - Set the connection options once for a play with C(module_defaults) and the

@@ -16,6 +16,16 @@ Retry policy (documented in the doc fragment too):
 * HTTP 502 / 504, read timeouts, connection resets (the request may have been processed):
   only GET, HEAD, PUT, PATCH and DELETE, never POST, so a retry cannot duplicate a create.
 Backoff: ``backoff * 2 ** attempt`` seconds (capped at 30), or Retry-After when it is larger.
+
+Creates that cannot double (``ThreescaleClient.create``): a POST that failed without an answer
+(connection closed or reset, timeout, 502/504 from a router) may have been committed by porta.
+``create`` then reads back with a finder chosen by the caller before the write (the unique username,
+the (account, product) pair, the application name on the account...) and adopts what it finds;
+it sends the POST again only when the read-back finds nothing.
+
+Errors name the setting to fix: a refused token (HTTP 401, or 403 ``Access denied`` / token
+permissions) names ``access_token``/``THREESCALE_ACCESS_TOKEN``, an unreachable host names
+``admin_url``, a failed TLS verification names ``validate_certs``/``ca_path``/``THREESCALE_CA_BUNDLE``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,8 +41,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.common.text.converters import to_native, to_text
+from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
+from ansible.module_utils.six.moves.urllib.parse import quote, urlencode, urlsplit
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, Request, make_context
 
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "PATCH", "DELETE"))
@@ -54,13 +65,17 @@ THREESCALE_ARGSPEC = dict(
 class ThreescaleError(Exception):
     """Any failure talking to the admin API.  ``status`` is None for transport errors."""
 
-    def __init__(self, message, method=None, path=None, status=None, body=None):
+    def __init__(self, message, method=None, path=None, status=None, body=None, unanswered=False):
         super(ThreescaleError, self).__init__(message)
         self.message = message
         self.method = method
         self.path = path
         self.status = status
         self.body = body
+        # True when the request may have been processed but no answer came back (timeout, reset,
+        # connection closed, 502/504): a POST may have been committed.
+        self.unanswered = unanswered
+        self.after_lost_answer = False  # an earlier attempt of this request went unanswered
 
     def __str__(self):
         return self.message
@@ -83,6 +98,28 @@ def error_summary(body):
                 return to_text(body[key])
         return json.dumps(body, sort_keys=True)
     return to_text(body or "").strip()[:500]
+
+
+TOKEN_REFUSED = ("access denied", "access token")
+UNANSWERED_STATUS = frozenset((502, 504))
+
+
+def token_refused(status, body):
+    """HTTP 401, or porta's 403 for a missing/invalid/expired token or one without the scope or rw permission.
+
+    Porta answers a bad token with 403 ``{"error": "Access denied"}`` (contract section 2); a CanCan denial
+    (``{"status": "Forbidden"}``, for example the users list without multiple_users) is not about the token.
+    """
+    if status == 401:
+        return True
+    if status != 403 or not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return False
+    return any(marker in body["error"].lower() for marker in TOKEN_REFUSED)
+
+
+def _tls_failure(exc, reason):
+    return isinstance(reason, ssl.SSLError) or isinstance(exc, (ssl.SSLError, UrlsConnectionError)) or \
+        "CERTIFICATE_VERIFY_FAILED" in to_native(reason)
 
 
 def _refused_before_sending(reason):
@@ -108,6 +145,7 @@ class ThreescaleClient(object):
         self.backoff = backoff
         self._sleep = sleep
         self.request_count = 0
+        self.recovered = []  # what create() adopted after a lost answer (see create)
         self._auth = "Basic " + to_native(base64.b64encode((":" + self._token).encode("utf-8")))
         self._context = None  # one TLS context for all requests: building it costs ~30 ms each time
         self._http = Request(use_proxy=True, force=True, timeout=request_timeout, follow_redirects="none",
@@ -118,7 +156,9 @@ class ThreescaleClient(object):
             try:
                 self._context = make_context(cafile=self.ca_path, validate_certs=self.validate_certs)
             except (IOError, OSError, ssl.SSLError) as exc:
-                raise ThreescaleError("Cannot load the CA bundle %s (ca_path): %s" % (self.ca_path, to_native(exc)))
+                raise ThreescaleError("Cannot load the CA bundle %s given as ca_path (or THREESCALE_CA_BUNDLE): %s; give "
+                                      "a readable PEM file with the CA that signed the admin portal's certificate"
+                                      % (self.ca_path, to_native(exc)))
         return self._context
 
     # -- helpers -----------------------------------------------------------------------------
@@ -168,7 +208,7 @@ class ThreescaleClient(object):
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        attempt = 0
+        attempt, unanswered_before = 0, False
         while True:
             retry, retry_after, failure = False, None, None
             self.request_count += 1
@@ -188,32 +228,124 @@ class ThreescaleClient(object):
                     err_body = json.loads(raw) if raw else None
                 except ValueError:
                     err_body = to_text(raw, errors="replace")[:500]
-                if exc.code == 404 and expected_404:
-                    return None
+                if exc.code == 404 and (expected_404 or (method == "DELETE" and unanswered_before)):
+                    return None  # a DELETE whose first answer was lost: porta had deleted it
                 if exc.code in RETRY_ANY_METHOD or (exc.code in RETRY_IDEMPOTENT and method in IDEMPOTENT_METHODS):
                     retry = True
                     retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                failure = ThreescaleError(self.redact("%s %s failed with HTTP %s: %s" % (
-                    method, path, exc.code, error_summary(err_body) or exc.reason)),
-                    method=method, path=self.redact(path), status=exc.code,
-                    body=self.redact_obj(err_body))
+                summary = error_summary(err_body) or exc.reason
+                if token_refused(exc.code, err_body):
+                    message = ("access_token (or THREESCALE_ACCESS_TOKEN) was refused by %s: %s %s answered HTTP %s %s. "
+                               "Give a valid, unexpired token with the account_management scope and read-write "
+                               "permission (on OpenShift: ADMIN_ACCESS_TOKEN of the system-seed Secret), and check "
+                               "that admin_url is the tenant admin portal (https://<tenant>-admin.<domain>)"
+                               % (self.base, method, path, exc.code, summary))
+                else:
+                    message = "%s %s failed with HTTP %s: %s" % (method, path, exc.code, summary)
+                failure = ThreescaleError(self.redact(message), method=method, path=self.redact(path), status=exc.code,
+                                          body=self.redact_obj(err_body), unanswered=exc.code in UNANSWERED_STATUS)
             except ThreescaleError:
                 raise
-            except (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                if isinstance(reason, ssl.SSLError) or isinstance(exc, (ssl.SSLError, UrlsConnectionError)):
-                    hint = " (check validate_certs / ca_path)"
-                else:
-                    hint = ""
-                    retry = _refused_before_sending(reason) or method in IDEMPOTENT_METHODS
-                failure = ThreescaleError(self.redact("%s %s failed: cannot reach %s: %s%s" % (
-                    method, path, self.base, to_native(reason), hint)), method=method, path=self.redact(path))
+            except (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError,
+                    http_client.HTTPException) as exc:
+                failure = self._transport_failure(method, path, exc)
+                retry = not failure.tls and (failure.refused or method in IDEMPOTENT_METHODS)
+            failure.after_lost_answer = unanswered_before
+            unanswered_before = unanswered_before or failure.unanswered
             if not retry or attempt >= self.retries:
                 if retry and attempt:
                     failure.message += " (gave up after %d attempts)" % (attempt + 1)
                 raise failure
             self._sleep(self._delay(attempt, retry_after))
             attempt += 1
+
+    def _transport_failure(self, method, path, exc):
+        """ThreescaleError for a request that got no HTTP answer, naming the setting to fix."""
+        reason = getattr(exc, "reason", exc)
+        host = urlsplit(self.base).netloc or self.base
+        tls = _tls_failure(exc, reason)
+        refused = not tls and _refused_before_sending(reason)
+        if tls:
+            if self.validate_certs:
+                fix = ("give the CA that signed its certificate with ca_path (or the THREESCALE_CA_BUNDLE environment "
+                       "variable), for example the cluster ingress CA; validate_certs: false (THREESCALE_VALIDATE_CERTS"
+                       "=false) turns verification off, for labs only")
+                if self.ca_path:
+                    fix = "ca_path (or THREESCALE_CA_BUNDLE) is %s: %s" % (self.ca_path, fix)
+            else:
+                fix = "check admin_url (it must be the https:// URL of the tenant admin portal)"
+            message = ("%s %s failed: TLS with %s (admin_url) failed: %s; %s"
+                       % (method, path, host, to_native(reason), fix))
+        elif refused:
+            message = ("%s %s failed: cannot reach admin_url %s (host %s): %s; check admin_url (or THREESCALE_ADMIN_URL) "
+                       "and that the host can be reached from where the module runs"
+                       % (method, path, self.base, host, to_native(reason)))
+        else:
+            message = ("%s %s failed: no answer from admin_url %s (host %s): %s"
+                       % (method, path, self.base, host, to_native(reason) or type(reason).__name__))
+        failure = ThreescaleError(self.redact(message), method=method, path=self.redact(path),
+                                  unanswered=not tls and not refused)
+        failure.tls, failure.refused = tls, refused
+        return failure
+
+    def create(self, path, data, find, what="object"):
+        """POST ``data`` to ``path`` so that a lost answer cannot create the object twice.
+
+        ``find()`` reads back (GETs only) and returns the object the POST would create, or None; it must
+        identify it by what the caller chose before writing (a unique username, the (account, product)
+        pair, the application name on the account).  Returns ``(body, adopted)``: ``body`` is porta's
+        answer, or ``find()``'s object when a POST lost its answer and porta had committed it
+        (``adopted`` True, and the event is recorded in ``self.recovered``).
+
+        Retries here come on top of ``request``'s own (429, 503, refused connections): only a POST that
+        went unanswered (timeout, reset or closed connection, 502/504) is followed by a read-back, and the
+        POST is sent again only when the read-back found nothing, at most ``retries`` times.  A 409/422
+        answer to such a repeated POST (porta committed the first one after the read-back) is followed
+        by one more read-back.
+        """
+        attempt, lost = 0, 0
+        while True:
+            try:
+                return self.request("POST", path, data=data), False
+            except ThreescaleError as exc:
+                if lost and exc.status in (409, 422):
+                    found = find()
+                    if found:
+                        return self._adopt(path, what, found, lost)
+                if not exc.unanswered:
+                    raise
+                lost += 1
+                found = find()
+                if found:
+                    return self._adopt(path, what, found, lost)
+                if attempt >= self.retries:
+                    exc.message += (" (no answer %d times; the read-back found no %s, so nothing was created)"
+                                    % (lost, what))
+                    raise
+            self._sleep(self._delay(attempt))
+            attempt += 1
+
+    def transition(self, path, done):
+        """PUT a state-machine event (suspend, resume, activate...) that survives a lost answer.
+
+        ``request`` resends a PUT that went unanswered; if porta had applied the event, the resent one is
+        refused with 422 (no transition from the new state).  Then ``done()`` reads the object back and
+        returns its body when the event took effect (the wanted state holds), else None and the 422 stands.
+        """
+        try:
+            return self.put(path)
+        except ThreescaleError as exc:
+            if exc.status == 422 and exc.after_lost_answer:
+                body = done()
+                if body:
+                    self.recovered.append("PUT %s lost its answer; 3scale had applied it" % self._url_path(path))
+                    return body
+            raise
+
+    def _adopt(self, path, what, found, lost):
+        self.recovered.append("POST %s lost its answer %d time(s); adopted the %s that 3scale had created (id %s)"
+                              % (self._url_path(path), lost, what, found.get("id") if isinstance(found, dict) else "?"))
+        return found, True
 
     def get(self, path, params=None, expected_404=False):
         return self.request("GET", path, params=params, expected_404=expected_404)
@@ -337,5 +469,9 @@ class ThreescaleModule(AnsibleModule):
         try:
             result = func()
         except ThreescaleError as exc:
+            if self.client.recovered:
+                exc.message += "; earlier in this task: " + "; ".join(self.client.recovered)
             self.fail_api(exc)
+        if self.client.recovered:
+            result["recovered_writes"] = list(self.client.recovered)
         self.exit_json(**result)

@@ -157,6 +157,13 @@ account:
   description: The entry of RV(accounts) when a single account was given with O(username)/O(email).
   returned: when O(accounts) is not used
   type: dict
+recovered_writes:
+  description:
+    - Creates whose answer was lost (connection closed, timeout, HTTP 502/504) and whose object the module
+      found in 3scale and adopted instead of creating it again.
+  returned: when a create lost its answer
+  type: list
+  elements: str
 api_requests:
   description: Number of HTTP requests sent to the admin API (for capacity planning).
   returned: always
@@ -270,7 +277,11 @@ def admin_user(module, account_id, label, need):
 
 def activate(module, account_id, user):
     path = "/accounts/%s/users/%s/activate.json" % (account_id, user["id"])
-    return (module.client.put(path) or {}).get("user") or dict(user, state="active")
+
+    def active():  # read back after an activation that lost its answer
+        body = module.client.get("/accounts/%s/users/%s.json" % (account_id, user["id"]))
+        return body if (body or {}).get("user", {}).get("state") == "active" else None
+    return (module.client.transition(path, done=active) or {}).get("user") or dict(user, state="active")
 
 
 def create(module, entry, label, created):
@@ -283,7 +294,9 @@ def create(module, entry, label, created):
         if entry.get(key):
             data[key] = entry[key]
     try:
-        account = (client.post("/signup.json", data=data) or {}).get("account") or {}
+        body, adopted = client.create("/signup.json", data, what="account %s" % label,
+                                      find=lambda: client.find_account(entry["username"], lookup="username"))
+        account = body if adopted else (body or {}).get("account") or {}
     except ThreescaleError as exc:
         if exc.status == 422:
             signup_refused(module, exc, label, created)

@@ -149,6 +149,13 @@ api:
   returned: always
   type: str
   sample: service_subscriptions
+recovered_writes:
+  description:
+    - Creates whose answer was lost (connection closed, timeout, HTTP 502/504) and whose object the module
+      found in 3scale and adopted instead of creating it again.
+  returned: when a create lost its answer
+  type: list
+  elements: str
 api_requests:
   description: Number of HTTP requests sent to the admin API.
   returned: always
@@ -312,26 +319,43 @@ def ensure_subscriptions(module):
 
 
 def subscribe(client, api, account_id, plan_id, product_id):
+    """Subscribe once: a POST that lost its answer is followed by a read-back of the account's subscriptions."""
+    def find():
+        _api, subs = read_subscriptions(client, account_id, OLD_API if api == OLD_API else NEW_API)
+        return next((s for s in subs if s.get("service_id") == product_id or
+                     (s.get("service_id") is None and s.get("plan_id") == plan_id)), None)
+
+    if api == NEW_API:
+        path, data = "/accounts/%s/service_subscriptions.json" % account_id, {"plan_id": plan_id}
+    else:
+        path, data = "/accounts/%s/service_plans/%s/buy.json" % (account_id, plan_id), {}
     try:
-        if api == NEW_API:
-            sub = (client.post("/accounts/%s/service_subscriptions.json" % account_id, data={"plan_id": plan_id}) or {})
-            sub = sub.get("service_subscription") or {}
-            return dict(subscription_id=sub.get("id"), state=sub.get("state"))
-        client.post("/accounts/%s/service_plans/%s/buy.json" % (account_id, plan_id))
+        body, adopted = client.create(path, data, find=find, what="subscription of account %s" % account_id)
     except ThreescaleError as exc:
         # Subscribed meanwhile by someone else: the wanted end state holds.
         if exc.status != 422 or "already subscribed" not in exc.message:
             raise
-    _api, subs = read_subscriptions(client, account_id, OLD_API if api == OLD_API else NEW_API)
-    sub = next((s for s in subs if s.get("service_id") == product_id or s.get("plan_id") == plan_id), {})
+        body, adopted = None, False
+    if adopted:
+        sub = body
+    elif api == NEW_API and body:
+        sub = body.get("service_subscription") or {}
+    else:  # buy answers with the service plan; or subscribed meanwhile: read it back
+        sub = find() or {}
     return dict(subscription_id=sub.get("id"), state=sub.get("state"))
+
+
+def suspended(client, app_path):
+    body = client.get(app_path + ".json")
+    return body if (body or {}).get("application", {}).get("state") == "suspended" else None
 
 
 def unsubscribe(module, client, api, ident, account_id, by_state, sub_id):
     base = "/accounts/%s/applications/%s" % (account_id, "%s")
     if module.params["suspend_applications"]:
         for app in by_state.get("live", []):  # only live applications can be suspended
-            client.put((base % app["id"]) + "/suspend.json")
+            app_path = base % app["id"]
+            client.transition(app_path + "/suspend.json", done=lambda path=app_path: suspended(client, path))
     if module.params["delete_pending_applications"]:
         for app in by_state.get("pending", []):
             client.delete((base % app["id"]) + ".json")

@@ -170,7 +170,7 @@ def test_paginate_keeps_filters(serve):
 @pytest.mark.parametrize("status,body,text", [
     (422, {"errors": {"username": ["has already been taken"], "email": ["is invalid"]}},
      "POST /admin/api/signup.json failed with HTTP 422: email is invalid; username has already been taken"),
-    (403, {"error": "Access denied"}, "failed with HTTP 403: Access denied"),
+    (403, {"error": "Access denied"}, "access_token (or THREESCALE_ACCESS_TOKEN) was refused by http://127.0.0.1"),
     (404, {"status": "Not found"}, "failed with HTTP 404: Not found"),
     (400, b"Required parameter missing: account", "HTTP 400: Required parameter missing: account"),
     (422, {"error": {"from": "live", "event": "accept", "error": "cannot transition"}}, "error: cannot transition"),
@@ -271,3 +271,41 @@ def test_account_lookup_id_needs_digits(serve):
     srv = serve(script((500, {"status": "unexpected"})))
     c, unused = client(srv.url)
     assert c.find_account("user1", lookup="id") is None and not srv.log  # no request for an impossible id
+
+
+def test_create_503_is_resent_without_read_back(serve):
+    """A 503 means porta did not process the POST: request() resends it, create() never reads back."""
+    srv = serve(script((503, {"status": "unavailable"}), (201, {"account": {"id": 7}})))
+    c, sleeps = client(srv.url, retries=2)
+    found = []
+    body, adopted = c.create("/signup.json", {"username": "u"}, find=lambda: found.append(1))
+    assert body == {"account": {"id": 7}} and not adopted and not found and sleeps == [1.0]
+    assert [r["method"] for r in srv.log] == ["POST", "POST"] and not c.recovered
+
+
+def test_create_adopts_after_a_late_commit(serve):
+    """Lost answer, read-back empty, the resent POST gets 422 (the first one was committed after the
+    read-back): one more read-back adopts it.  Upstream: porta app/controllers/admin/api/signups_controller.rb."""
+    srv = serve(script((None, None), (422, {"errors": {"username": ["has already been taken"]}})))
+    c, sleeps = client(srv.url, retries=2)
+    answers = [None, {"id": 9, "org_name": "u"}]
+    body, adopted = c.create("/signup.json", {"username": "u"}, find=lambda: answers.pop(0), what="account u")
+    assert adopted and body["id"] == 9 and len(srv.log) == 2 and sleeps == [1.0]
+    assert "adopted the account u" in c.recovered[0] and "(id 9)" in c.recovered[0]
+
+
+def test_create_422_without_lost_answer_is_raised(serve):
+    srv = serve(script((422, {"errors": {"username": ["has already been taken"]}})))
+    c, unused = client(srv.url, retries=2)
+    with pytest.raises(ThreescaleError) as err:
+        c.create("/signup.json", {"username": "u"}, find=lambda: {"id": 1})
+    assert err.value.status == 422 and len(srv.log) == 1 and not c.recovered
+
+
+def test_create_gives_up_after_retries(serve):
+    srv = serve(script((502, b"Bad Gateway")))
+    c, sleeps = client(srv.url, retries=2)
+    with pytest.raises(ThreescaleError) as err:
+        c.create("/x.json", {"a": 1}, find=lambda: None, what="thing")
+    assert len(srv.log) == 3 and sleeps == [1.0, 2.0] and err.value.unanswered
+    assert "no answer 3 times; the read-back found no thing, so nothing was created" in str(err.value)
