@@ -115,6 +115,7 @@ FAULT_SWITCHES: dict[str, dict[str, tuple[str, str]]] = {
         "drop_rate": ("rate", "close the connection unanswered, nothing processed (0..1)"),
         "lost_response_rate": ("rate", "process and commit the request, then close the connection unanswered (0..1)"),
         "path_regex": ("regex", "only requests whose path matches"),
+        "verbs": ("list", "only these HTTP methods, e.g. [\"POST\"]"),
         "max_count": ("int", "at most N injected errors/drops/lost responses until the switches change"),
         "exclude_operator": ("bool", "spare the operator's calls (User-Agent Go-http-client/; default false)"),
     },

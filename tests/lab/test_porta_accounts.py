@@ -184,8 +184,14 @@ def test_personal_access_tokens_authenticate_by_scope_and_permission(lab):
                         data={"name": "stats", "permission": "rw", "scopes[]": "stats"})["access_token"]
     plain = requests.Session()
     plain.trust_env = False
-    assert plain.get(lab.url + "/admin/api/accounts.json", params={"access_token": stats_only["value"]},
-                     verify=lab.ca).status_code == 403
+    wrong_scope = plain.get(lab.url + "/admin/api/accounts.json", params={"access_token": stats_only["value"]},
+                            verify=lab.ca)
+    # a known token without the scope/permission is told so; an unknown one gets "Access denied"
+    # (porta/CONTRACT.md §2 error table, Admin::Api::BaseController)
+    assert wrong_scope.status_code == 403
+    assert wrong_scope.json() == {"error": "Your access token does not have the correct permissions"}
+    unknown = plain.get(lab.url + "/admin/api/accounts.json", params={"access_token": "0" * 64}, verify=lab.ca)
+    assert unknown.status_code == 403 and unknown.json() == {"error": "Access denied"}
     r = lab.post("/admin/api/personal/access_tokens.json", json={"name": "x", "permission": "rw", "scopes": []})
     assert r.status_code == 422 and set(r.json()["errors"]) == {"scopes"}
     lab.ok("DELETE", f"/admin/api/personal/access_tokens/{tok['id']}.json")

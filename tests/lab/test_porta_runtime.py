@@ -183,6 +183,10 @@ def test_fault_injection_and_request_counters(fresh):
     set_faults({"porta": {"error_rate": 1.0, "max_count": 1}})
     assert [lab.get("/admin/api/services.json").status_code for _ in range(2)] == [503, 200]
     assert stats()["faults"]["errors"] == 2 + 3
+    # verbs: only the matching methods are hit (a module's GET before its POST stays untouched)
+    set_faults({"porta": {"error_rate": 1.0, "verbs": ["POST"], "path_regex": "^/admin/api/services"}})
+    assert lab.get("/admin/api/services.json").status_code == 200
+    assert lab.post("/admin/api/services.json", data={"name": "Verb fault"}).status_code == 503
 
 
 def test_deleted_product_name_is_freed_after_purge(tmp_path):

@@ -177,7 +177,9 @@ class ServerMixin:
         with self.stats_lock:
             self.stats[key] += 1
 
-    def authenticate(self, handler: JSONHandler, req: Req) -> bool:
+    def authenticate(self, handler: JSONHandler, req: Req) -> bool | None:
+        """True: allowed; None: no valid token ("Access denied"); False: a valid token without the scope or
+        permission (porta's "Your access token does not have the correct permissions")."""
         candidates = [req.get("access_token"), req.get("provider_key")]
         auth = handler.headers.get("Authorization") or ""
         if auth[:6].lower() == "basic ":
@@ -193,22 +195,23 @@ class ServerMixin:
             return True
         return self.personal_token_allows(candidates, req)
 
-    def personal_token_allows(self, candidates: list[str], req: Req) -> bool:
+    def personal_token_allows(self, candidates: list[str], req: Req) -> bool | None:
         """A personal access token created through the API: its scope must cover the API (admin API →
         account_management, analytics → stats), `ro` only reads, an expired token is refused."""
         store = self.store
         if store is None or not candidates:
-            return False
+            return None
         with store.lock:
             tokens = store.all("access_token")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for t in tokens:
             if not any(hmac.compare_digest(c.encode(), t["value"].encode()) for c in candidates):
                 continue
+            if t.get("expires_at") and t["expires_at"] <= now:
+                return None
             scope = "stats" if req.path.startswith("/stats/") else "account_management"
-            return (scope in t["scopes"] and (t["permission"] == "rw" or req.method == "GET")
-                    and not (t.get("expires_at") and t["expires_at"] <= now))
-        return False
+            return scope in t["scopes"] and (t["permission"] == "rw" or req.method == "GET")
+        return None
 
     def handle_admin(self, h: "AdminHandler") -> None:
         url = urlsplit(h.path)
@@ -220,6 +223,7 @@ class ServerMixin:
         faults = self.ctx.faults.get("porta") if self.ctx.faults else {}
         lose = False
         if faults and (not faults.get("path_regex") or re.search(faults["path_regex"], path)) \
+                and (not faults.get("verbs") or h.command in faults["verbs"]) \
                 and not (faults.get("exclude_operator") and is_operator(h)):
             if faults.get("delay"):
                 with self.stats_lock:
@@ -246,8 +250,11 @@ class ServerMixin:
                 raise Reply(406, b"", None)
             path = path[:-5] if path.endswith(".json") else path
             req = Req(h.command, path, parse_params(url.query, body, h.headers.get("Content-Type") or ""), bool(body))
-            if not self.authenticate(h, req):
+            allowed = self.authenticate(h, req)
+            if allowed is None:
                 raise Reply(403, {"error": "Access denied"})
+            if not allowed:  # porta Admin::Api::BaseController: a token without the scope/permission
+                raise Reply(403, {"error": "Your access token does not have the correct permissions"})
             wanted = "PUT" if h.command == "PATCH" else h.command  # Rails routes `update` for PUT and PATCH
             for method, pattern, fn in ROUTES:  # noqa: B007 (fn is used after the loop)
                 m = pattern.match(path)
