@@ -142,18 +142,30 @@ def cmd_env(args) -> int:
 
 
 def cmd_fault(args) -> int:
+    from .context import FAULT_SWITCHES, check_fault_switches
     path = Path(args.dir) / "faults.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     if args.component == "clear":
         data = {}
     else:
-        section = {} if args.reset else data.get(args.component, {})
+        section = {} if args.reset else dict(data.get(args.component, {}))
         for item in args.settings:
-            key, _, value = item.partition("=")
+            key, eq, value = item.partition("=")
+            if not eq:
+                print(f"maaslab fault: {item!r} is not key=value", file=sys.stderr)
+                return 2
             try:
                 section[key] = json.loads(value)
             except ValueError:
                 section[key] = value
+        errors = check_fault_switches(args.component, section)
+        if errors:
+            valid = FAULT_SWITCHES.get(args.component, {})
+            for e in errors:
+                print(f"maaslab fault: {e}", file=sys.stderr)
+            for k, (kind, meaning) in valid.items():
+                print(f"  {k} ({kind}): {meaning}", file=sys.stderr)
+            return 2
         data[args.component] = section
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -182,7 +194,7 @@ def main(argv=None) -> int:
     sub.add_parser("status")
     sub.add_parser("env")
     f = sub.add_parser("fault", help="set fault switches: fault porta error_rate=0.3 error_status=503 | fault clear")
-    f.add_argument("component", choices=["porta", "model", "operator", "clear"])
+    f.add_argument("component", help="porta | kube | model | operator | clear (switches: README \"Fault injection\")")
     f.add_argument("settings", nargs="*")
     f.add_argument("--reset", action="store_true", help="replace the component's switches instead of merging")
     for s in sub.choices.values():

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import threading
@@ -104,16 +105,76 @@ def ensure_tls(directory: Path) -> TLSFiles:
     return files
 
 
+# The single table of fault switches: component -> switch -> (type, meaning). Used by
+# `python -m maaslab fault` (an unknown component or switch is refused, exit 2) and by the docs.
+FAULT_SWITCHES: dict[str, dict[str, tuple[str, str]]] = {
+    "porta": {
+        "error_rate": ("rate", "answer an error instead of processing the request (0..1)"),
+        "error_status": ("int", "status of those errors (default 503, router-style HTML page)"),
+        "delay": ("seconds", "sleep before processing every matching request"),
+        "drop_rate": ("rate", "close the connection unanswered, nothing processed (0..1)"),
+        "lost_response_rate": ("rate", "process and commit the request, then close the connection unanswered (0..1)"),
+        "path_regex": ("regex", "only requests whose path matches"),
+        "max_count": ("int", "at most N injected errors/drops/lost responses until the switches change"),
+        "exclude_operator": ("bool", "spare the operator's calls (User-Agent Go-http-client/; default false)"),
+    },
+    "kube": {
+        "error_rate": ("rate", "answer an error Status instead of processing the request (0..1)"),
+        "error_status": ("int", "429 TooManyRequests (+Retry-After), 503 ServiceUnavailable or 500 InternalError (default 503)"),
+        "retry_after": ("int", "Retry-After seconds of 429/503 errors (default 1)"),
+        "drop_rate": ("rate", "close the connection unanswered, nothing processed (0..1)"),
+        "path_regex": ("regex", "only requests whose path matches"),
+        "verbs": ("list", "only these HTTP methods, e.g. [\"POST\",\"PATCH\"]"),
+        "watch_close_after": ("seconds", "the server ends every watch stream cleanly after that long"),
+        "max_count": ("int", "at most N injected errors/drops until the switches change"),
+        "exclude_operator": ("bool", "spare requests bearing the operator's service-account token (default true)"),
+    },
+    "model": {
+        "delay": ("seconds", "sleep before answering"),
+        "down": ("bool", "close every connection unanswered (APIcast answers 502)"),
+        "error_rate": ("rate", "answer a vLLM-shaped error (0..1)"),
+        "error_status": ("int", "status of those errors (default 500)"),
+    },
+    "operator": {
+        "delay": ("seconds", "sleep before every reconcile"),
+        "fail": ("object", '{"Kind/namespace/name": "message"}: that CR gets Failed=True and retries'),
+    },
+}
+
+
+def check_fault_switches(component: str, switches: dict[str, Any]) -> list[str]:
+    """Problems with `switches` for `component` (empty when valid): unknown names, wrong types."""
+    if component not in FAULT_SWITCHES:
+        return [f"unknown component {component!r}; valid: {', '.join(FAULT_SWITCHES)}"]
+    valid = FAULT_SWITCHES[component]
+    errors = []
+    for key, value in switches.items():
+        if key not in valid:
+            errors.append(f"unknown {component} switch {key!r}; valid: {', '.join(valid)}")
+            continue
+        kind = valid[key][0]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {"rate": number and 0 <= value <= 1, "seconds": number and value >= 0,
+              "int": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+              "bool": isinstance(value, bool), "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+              "object": isinstance(value, dict)}.get(kind, True)
+        if kind == "regex":
+            try:
+                re.compile(str(value))
+            except re.error as e:
+                ok, kind = False, f"regex ({e})"
+        if not ok:
+            errors.append(f"{component} switch {key}={json.dumps(value)} is not a valid {kind}")
+    return errors
+
+
 class Faults:
     """Live fault-injection switches, read from <lab>/faults.json (re-read when it changes).
 
-    Schema (every key optional; see README "Fault injection"):
-      {"porta":    {"error_rate": 0.2, "error_status": 503, "delay": 0.5, "drop_rate": 0.1,
-                    "path_regex": "^/admin/api/accounts"},
-       "model":    {"delay": 2.0, "down": false, "error_rate": 0.0, "error_status": 500},
-       "operator": {"delay": 0.5, "fail": {"Product/3scale/tinyllama": "injected failure"}}}
-    Any component may add "max_count": N: at most N faults of that component fire (through `fire`)
-    until faults.json changes again, so a test can make exactly the first matching call fail.
+    Schema: {"<component>": {"<switch>": value, ...}, ...} with the components and switches of
+    FAULT_SWITCHES (README "Fault injection"). "max_count": N limits a component to N faults
+    (through `fire`) until faults.json changes again, so a test can make exactly the first matching
+    call fail. Each component counts the faults it injected in its own lab stats endpoint.
     """
 
     def __init__(self, path: Path):

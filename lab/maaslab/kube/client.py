@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import ssl
 import threading
 import urllib.parse
@@ -53,29 +54,50 @@ CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespac
 class KeepAlive:
     """One persistent HTTP(S) connection per thread (TLS handshakes cost more than lab requests).
 
-    A request on a reused connection that the server already closed is sent again once on a new
-    connection (the request cannot have been processed: the server had hung up before it).
+    Like Go's net/http Transport (transport.go `shouldRetryRequest`, `Request.isReplayable`): an idle
+    connection the server has closed is noticed before reuse and replaced; a request is sent again
+    once on a new connection only when it could not have been processed (sending it failed) or when
+    it is replayable (GET/HEAD/OPTIONS/TRACE). A POST/PUT/PATCH/DELETE whose answer was lost is not
+    re-sent: the server may have committed it.
     """
+
+    REPLAYABLE = ("GET", "HEAD", "OPTIONS", "TRACE")
 
     def __init__(self, make_conn):
         self.make_conn = make_conn
         self.local = threading.local()
 
+    @staticmethod
+    def _closed_by_peer(conn) -> bool:
+        sock = getattr(conn, "sock", None)
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)     # an idle keep-alive connection is readable only when the server hung up
+
     def send(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
         for attempt in (0, 1):
             conn = getattr(self.local, "conn", None)
+            if conn is not None and self._closed_by_peer(conn):
+                conn.close()
+                conn = self.local.conn = None
             reused = conn is not None
             if conn is None:
                 conn = self.local.conn = self.make_conn()
+            sent = False
             try:
                 conn.request(method, path, body=body, headers=headers)
+                sent = True
                 resp = conn.getresponse()
                 raw = resp.read()
             except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
                     ConnectionResetError):
                 conn.close()
                 self.local.conn = None
-                if reused and attempt == 0:
+                if attempt == 0 and ((reused and not sent) or (reused and method in self.REPLAYABLE)):
                     continue
                 raise
             except Exception:

@@ -47,6 +47,8 @@ class ResourceType:
     builtin: bool = True
     schemas: dict[str, dict] = field(default_factory=dict)     # version -> openAPIV3Schema
     columns: dict[str, list] = field(default_factory=dict)     # version -> additionalPrinterColumns
+    unconditional_update: bool = True        # strategy AllowUnconditionalUpdate (CRs and Lease: false)
+    create_on_update: bool = False           # strategy AllowCreateOnUpdate (Lease: a PUT may create)
 
     @property
     def key(self) -> str:
@@ -75,6 +77,9 @@ def builtin_types() -> list[ResourceType]:
         ResourceType("", "secrets", "Secret", True, ["v1"], "v1", "secret"),
         ResourceType("", "configmaps", "ConfigMap", True, ["v1"], "v1", "configmap", ["cm"]),
         ResourceType("", "events", "Event", True, ["v1"], "v1", "event", ["ev"]),
+        # kubernetes pkg/registry/coordination/lease/strategy.go: no unconditional update, create on PUT
+        ResourceType("coordination.k8s.io", "leases", "Lease", True, ["v1"], "v1", "lease",
+                     unconditional_update=False, create_on_update=True),
         ResourceType(CRD_GROUP, "customresourcedefinitions", "CustomResourceDefinition", False, ["v1"], "v1",
                      "customresourcedefinition", ["crd", "crds"], ["api-extensions"], status_sub=True),
     ]
@@ -95,6 +100,7 @@ class WatchRequest:
     version: str
     ns: str | None
     q: dict
+    close_after: float | None = None     # fault switch watch_close_after: end the stream early
 
 
 def is_dry_run(q: dict) -> bool:

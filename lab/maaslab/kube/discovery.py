@@ -80,7 +80,7 @@ def _schema_name(rt: ResourceType, version: str, list_: bool = False) -> str:
     if rt.group == CRD_GROUP:
         return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{version}.{kind}"
     if rt.builtin:
-        return f"io.k8s.api.core.{version}.{kind}"
+        return f"io.k8s.api.{rt.group.split('.')[0] if rt.group else 'core'}.{version}.{kind}"
     return f"{_reverse_group(rt.group)}.{version}.{kind}"
 
 

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import re
 
 from ..context import now_iso
 from .core import ApiError
 from .schema import Cause
+
+
+_MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)")
 
 
 class KindHooks:
@@ -38,6 +42,38 @@ class KindHooks:
         if old and old.get("immutable") and any(obj.get(f) != old.get(f) for f in ("data", "binaryData", "immutable")):
             return [Cause("FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set")]
         return []
+
+    def _hook_lease(self, rt, obj, old):
+        """kubernetes pkg/apis/coordination/validation/validation.go (ValidateLeaseSpec) and
+        pkg/registry/coordination/lease/strategy.go (CoordinatedLeaderElection off: strategy and
+        preferredHolder dropped unless already set); acquireTime/renewTime are metav1.MicroTime,
+        parsed with RFC3339Micro and written back in UTC (apimachinery pkg/apis/meta/v1/micro_time.go)."""
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return []
+        for f in ("strategy", "preferredHolder"):
+            if f in spec and not (old and f in (old.get("spec") or {})):
+                spec.pop(f)
+        for f in ("acquireTime", "renewTime"):
+            v = spec.get(f)
+            if v is None:
+                continue
+            if not _MICRO_TIME.fullmatch(str(v)):
+                rest, elem = (str(v)[19:], ".000000") if re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", str(v)) else (str(v), "2006")
+                raise ApiError(400, "BadRequest", f'Lease in version "v1" cannot be handled as a Lease: parsing time '
+                               f'{json.dumps(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse {json.dumps(rest)} '
+                               f'as {json.dumps(elem)}')
+            t = datetime.datetime.fromisoformat(str(v).replace("Z", "+00:00")).astimezone(datetime.timezone.utc)
+            spec[f] = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        causes = []
+        d = spec.get("leaseDurationSeconds")
+        if isinstance(d, int) and d <= 0:
+            causes.append(Cause("FieldValueInvalid", "spec.leaseDurationSeconds", f"Invalid value: {d}: must be greater than 0"))
+        t = spec.get("leaseTransitions")
+        if isinstance(t, int) and t < 0:
+            causes.append(Cause("FieldValueInvalid", "spec.leaseTransitions",
+                                f"Invalid value: {t}: must be greater than or equal to 0"))
+        return causes
 
     def _hook_namespace(self, rt, obj, old):
         md = obj["metadata"]

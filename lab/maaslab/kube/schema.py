@@ -262,6 +262,11 @@ BUILTIN_SCHEMAS = {
     "ConfigMap": _root(data=_STRMAP, binaryData={"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
                        immutable={"type": "boolean"}),
     "Event": {**_root(), "x-kubernetes-preserve-unknown-fields": True},
+    "Lease": _root(spec={"type": "object", "properties": {
+        "holderIdentity": {"type": "string"}, "leaseDurationSeconds": {"type": "integer", "format": "int32"},
+        "acquireTime": {"type": "string", "format": "date-time"}, "renewTime": {"type": "string", "format": "date-time"},
+        "leaseTransitions": {"type": "integer", "format": "int32"}, "strategy": {"type": "string"},
+        "preferredHolder": {"type": "string"}}}),
     "CustomResourceDefinition": _root(spec={**_ANY, "required": ["group", "names", "scope", "versions"],
                                             "properties": {"group": {"type": "string"}, "scope": {"type": "string", "enum": ["Namespaced", "Cluster"]},
                                                            "names": {**_ANY, "required": ["plural", "kind"]},

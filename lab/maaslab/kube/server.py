@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import select
+import socket
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from ..context import LabContext
 from ..httpbase import JSONHandler, LabHTTPServer
 from .core import K8S_VERSION, ApiError, ResourceType, WatchRequest, warning_headers
 from .discovery import Discovery
+from .faults import KubeFaults
 from .hooks import KindHooks
 from .patch import Patcher
 from .schema import Cause
@@ -49,6 +51,7 @@ class KubeAPIServer(Store, KindHooks, Verbs, Patcher, Discovery, Watcher):
         self._threads: list[threading.Thread] = []
         self.url = ""
         self._watching: dict[int, str] = {}   # open watch streams, described (tests wait on these)
+        self.faults = KubeFaults(ctx)
 
     def start(self) -> None:
         self._stop.clear()
@@ -174,8 +177,19 @@ class KubeAPIServer(Store, KindHooks, Verbs, Patcher, Discovery, Watcher):
             if method == "POST" and name is None:
                 return 201, self._create(rt, version, ns, data, q, warnings), warning_headers(warnings)
             if method == "PUT" and name:
-                if not rt.builtin and isinstance(data, dict) and not (data.get("metadata") or {}).get("resourceVersion"):
-                    # custom resources allow no unconditional update (AllowUnconditionalUpdate=false)
+                given_rv = (data.get("metadata") or {}).get("resourceVersion") if isinstance(data, dict) else None
+                if rt.create_on_update and not sub:
+                    with self.lock:
+                        if self._get(rt, ns, name) is None:
+                            if given_rv:   # registry Update: a resourceVersion for an object that does not exist
+                                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rt.qualified} "{name}": '
+                                               "the object has been modified; please apply your changes to the latest "
+                                               "version and try again", {"name": name, "group": rt.group, "kind": rt.plural})
+                            if isinstance(data, dict) and (data.get("metadata") or {}).get("name") not in (None, name):
+                                raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+                            return 201, self._create(rt, version, ns, data, q, warnings), warning_headers(warnings)
+                if (not rt.builtin or not rt.unconditional_update) and isinstance(data, dict) and not given_rv:
+                    # custom resources and Leases allow no unconditional update (AllowUnconditionalUpdate=false)
                     raise self._invalid(rt, name, [Cause("FieldValueInvalid", "metadata.resourceVersion",
                                                          "Invalid value: 0x0: must be specified for an update")])
                 return 200, self._update(rt, version, ns, name, data, q, warnings, sub), warning_headers(warnings)
@@ -211,9 +225,31 @@ class _Handler(JSONHandler):
         if not public and not (token and any(hmac.compare_digest(token, t) for t in srv.tokens)):
             self.send_json(401, ApiError(401, "Unauthorized", "Unauthorized").body())
             return
+        if url.path.startswith("/lab/"):
+            code, obj = srv.faults.lab_endpoint(self.command, url.path)
+            self.send_json(code, obj)
+            return
+        close_after = None
+        # health probes are never faulted (apiserver filters/with_retry_after.go exempts them too)
+        if not public and url.path.split("/")[1] not in ("healthz", "readyz", "livez"):
+            operator = hmac.compare_digest(token, srv.tokens[1])
+            verdict = srv.faults.inject(self.command, url.path, operator)
+            if verdict == "drop":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            if isinstance(verdict, tuple):
+                code, obj, headers = verdict
+                self._send_obj(code, obj, headers)
+                return
+            close_after = verdict
         try:
             res = srv.handle(self.command, url.path, q, self.headers, body)
             if isinstance(res, WatchRequest):
+                res.close_after = close_after
                 srv.serve_watch(self, res)
                 return
             code, obj, headers = res
@@ -225,6 +261,9 @@ class _Handler(JSONHandler):
         if isinstance(obj, bytes):
             self.send_bytes(code, obj, "text/plain; charset=utf-8")
             return
+        self._send_obj(code, obj, headers)
+
+    def _send_obj(self, code: int, obj, headers: dict) -> None:
         self.send_response(code)
         data = json.dumps(obj).encode()
         self.send_header("Content-Type", "application/json")

@@ -60,7 +60,8 @@ class Watcher:
                 md["annotations"] = extra_annotations
             return {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.gv(version), "metadata": md}}
 
-        deadline = time.monotonic() + timeout
+        early = w.close_after is not None and w.close_after < timeout
+        deadline = time.monotonic() + (w.close_after if early else timeout)
         next_bookmark = time.monotonic() + BOOKMARK_EVERY
         with self.lock:
             self._watching[id(h)] = f"{rt.qualified} ns={ns or ''} {q.get('fieldSelector') or ''}".strip()
@@ -75,6 +76,8 @@ class Watcher:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= deadline:
+                    if early:
+                        self.faults.count("watch_closes")
                     break
                 with self.cond:
                     pending = [e for e in self.history if e[0] > last]

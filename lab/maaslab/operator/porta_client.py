@@ -38,7 +38,8 @@ class PortaClient:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def call(self, method: str, path: str, params: dict | None = None) -> Any:
-        headers = {"Authorization": self.auth, "Accept": "application/json"}
+        # no User-Agent of its own upstream: Go's net/http default goes out (porta's exclude_operator keys on it)
+        headers = {"Authorization": self.auth, "Accept": "application/json", "User-Agent": "Go-http-client/1.1"}
         body = None
         if params is not None and method == "GET":
             path += "?" + urllib.parse.urlencode(params, doseq=True)

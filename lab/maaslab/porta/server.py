@@ -152,6 +152,24 @@ def paginate(items: list, req: Req) -> tuple[list, dict | None]:
     return items[(page - 1) * per_page: page * per_page], meta
 
 
+# The 3scale operator's porta client (3scale-porta-go-client) sets no User-Agent of its own, so Go's
+# net/http sends its default; the lab operator sends the same and `exclude_operator` keys on it.
+OPERATOR_USER_AGENT = "Go-http-client/1.1"
+
+
+def is_operator(h: JSONHandler) -> bool:
+    return (h.headers.get("User-Agent") or "").startswith("Go-http-client/")
+
+
+def hang_up(h: JSONHandler) -> None:
+    """Close the connection with no answer at all (the client sees EOF / a reset)."""
+    h.close_connection = True
+    try:
+        h.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class ServerMixin:
     """Request plumbing of Porta: counters, auth, dispatch to ROUTES, envelopes, /lab endpoints."""
 
@@ -200,7 +218,9 @@ class ServerMixin:
             return self.handle_lab(h, path)
         self.record(f"{h.command} {path}")
         faults = self.ctx.faults.get("porta") if self.ctx.faults else {}
-        if faults and (not faults.get("path_regex") or re.search(faults["path_regex"], path)):
+        lose = False
+        if faults and (not faults.get("path_regex") or re.search(faults["path_regex"], path)) \
+                and not (faults.get("exclude_operator") and is_operator(h)):
             if faults.get("delay"):
                 with self.stats_lock:
                     self.fault_stats["delays"] += 1
@@ -208,11 +228,7 @@ class ServerMixin:
             if self.ctx.faults.fire("porta", float(faults.get("drop_rate") or 0)):
                 with self.stats_lock:
                     self.fault_stats["drops"] += 1
-                h.close_connection = True
-                try:
-                    h.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                hang_up(h)
                 return
             if self.ctx.faults.fire("porta", float(faults.get("error_rate") or 0)):
                 with self.stats_lock:
@@ -223,6 +239,8 @@ class ServerMixin:
                              "text/html" if status == 503 else "application/json; charset=utf-8",
                              {"Cache-Control": "no-cache"})
                 return
+            # decided before processing (so max_count counts it), applied after the commit
+            lose = self.ctx.faults.fire("porta", float(faults.get("lost_response_rate") or 0))
         try:
             if path.endswith(".xml"):
                 raise Reply(406, b"", None)
@@ -253,6 +271,11 @@ class ServerMixin:
                     raise
             raise result if isinstance(result, Reply) else Reply(200, result)
         except Reply as r:
+            if lose:  # processed and committed (or refused) like any request: only the answer is lost
+                with self.stats_lock:
+                    self.fault_stats["lost_responses"] += 1
+                hang_up(h)
+                return
             self.send(h, r)
         except Exception:  # a bug in the emulator: answer like porta's 500 and log it
             LOG.exception("porta: %s %s failed", h.command, path)

@@ -1,0 +1,225 @@
+"""Faults that real systems produce, switched live with `python -m maaslab fault` (the real CLI) and
+observed with real clients: requests, kubectl 1.37, the lab operator's porta client; the counters of
+`/lab/stats.json` (porta and kube) prove that each fault happened."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from maaslab.operator.errors import PortaError
+from maaslab.operator.porta_client import PortaClient
+from test_porta import Lab
+
+try:
+    from kube_fixtures import KubeLab, wait_for
+except ImportError:  # tests/lab turned into a package
+    from .kube_fixtures import KubeLab, wait_for
+
+
+def fault(directory, component: str, *settings: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "maaslab", "fault", "--dir", str(directory), "--reset", component,
+                        *settings], capture_output=True, text=True, timeout=30, check=False)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def test_cli_refuses_unknown_switches_and_components(tmp_path):
+    """One table of switches (maaslab.context.FAULT_SWITCHES) checks what the CLI writes: a typo is
+    refused with exit 2 and the valid names, and faults.json is left as it was."""
+    ok = fault(tmp_path, "kube", "error_rate=0.1", "error_status=429", 'verbs=["POST","PATCH"]')
+    assert json.loads(ok.stdout)["kube"] == {"error_rate": 0.1, "error_status": 429, "verbs": ["POST", "PATCH"]}
+    before = (tmp_path / "faults.json").read_text()
+    typo = fault(tmp_path, "porta", "eror_rate=0.5", check=False)
+    assert typo.returncode == 2
+    assert "unknown porta switch 'eror_rate'" in typo.stderr and "lost_response_rate" in typo.stderr
+    comp = fault(tmp_path, "kubernetes", "error_rate=0.5", check=False)
+    assert comp.returncode == 2 and "unknown component 'kubernetes'" in comp.stderr and "kube" in comp.stderr
+    bad = fault(tmp_path, "porta", "lost_response_rate=1.5", check=False)
+    assert bad.returncode == 2 and "not a valid rate" in bad.stderr
+    bad_verbs = fault(tmp_path, "kube", "verbs=POST", check=False)
+    assert bad_verbs.returncode == 2 and "not a valid list" in bad_verbs.stderr
+    assert (tmp_path / "faults.json").read_text() == before
+
+
+# ---------------------------------------------------------------------------------------- porta
+@pytest.fixture()
+def porta(tmp_path):
+    lab = Lab(tmp_path, users=1)
+    yield lab
+    lab.stop()
+
+
+def porta_faults(lab) -> dict:
+    return requests.get(lab.url + "/lab/stats.json", verify=lab.ca, timeout=10).json()["faults"]
+
+
+def signup(lab, name: str, **kw) -> requests.Response:
+    return lab.post("/admin/api/signup.json", data={"org_name": name, "username": name, "email": f"{name}@example.com",
+                                                    "password": "openshift-openshift"}, **kw)
+
+
+def accounts_named(lab, name: str) -> list:
+    return [a for a in lab.ok("GET", "/admin/api/accounts.json")["accounts"] if a["account"]["org_name"] == name]
+
+
+def test_porta_lost_response_commits_then_hangs_up(porta):
+    """lost_response_rate: the signup is processed and committed, then the connection closes with no
+    answer; path_regex narrows it to the signup and max_count=1 makes only the first one lose its answer.
+    Upstream: porta app/controllers/admin/api/signups_controller.rb (one account per signup)."""
+    fault(porta.ctx.dir, "porta", "lost_response_rate=1", "path_regex=^/admin/api/signup", "max_count=1")
+    assert porta.get("/admin/api/accounts.json").status_code == 200        # not matching: answered
+    with pytest.raises(requests.ConnectionError):
+        signup(porta, "lostone")
+    assert len(accounts_named(porta, "lostone")) == 1                       # durable despite the lost answer
+    assert signup(porta, "secondone").status_code == 201                    # budget spent: answered again
+    assert porta_faults(porta) == {"lost_responses": 1}
+
+
+def test_operator_client_never_resends_a_write_whose_answer_was_lost(porta):
+    """The operator's client (like Go's net/http Transport) re-sends on a fresh connection only what
+    cannot have been processed or is replayable: a POST whose answer was lost is not sent twice.
+    Upstream: Go net/http transport.go (shouldRetryRequest, Request.isReplayable); 3scale-porta-go-client
+    client/client.go (no User-Agent of its own)."""
+    client = PortaClient(porta.url, porta.token, porta.ctx.client_ssl_context())
+    client.call("GET", "/admin/api/accounts.json")                  # a kept-alive connection to reuse
+    fault(porta.ctx.dir, "porta", "lost_response_rate=1", "path_regex=^/admin/api/signup", "max_count=1")
+    with pytest.raises((ConnectionError, OSError)):
+        client.call("POST", "/admin/api/signup.json", {"org_name": "opwrite", "username": "opwrite",
+                                                       "email": "opwrite@example.com", "password": "openshift-openshift"})
+    assert len(accounts_named(porta, "opwrite")) == 1
+    # a replayable GET on the connection the server closed is simply sent again on a new one
+    assert client.call("GET", "/admin/api/accounts.json")["accounts"]
+
+
+def test_porta_exclude_operator_spares_the_operator_user_agent(porta):
+    """exclude_operator (porta, default false): requests with Go's default User-Agent, which the real
+    operator's porta-go-client sends and the lab operator copies, are not faulted; everyone else is.
+    Upstream: 3scale-porta-go-client client/client.go (http.Client without a User-Agent header)."""
+    operator = PortaClient(porta.url, porta.token, porta.ctx.client_ssl_context())
+    fault(porta.ctx.dir, "porta", "error_rate=1", "path_regex=^/admin/api/accounts")
+    with pytest.raises(PortaError) as err:
+        operator.call("GET", "/admin/api/accounts.json")
+    assert err.value.status == 503
+    fault(porta.ctx.dir, "porta", "error_rate=1", "path_regex=^/admin/api/accounts", "exclude_operator=true")
+    assert operator.call("GET", "/admin/api/accounts.json")["accounts"]
+    assert porta.get("/admin/api/accounts.json").status_code == 503          # the collection's calls still fail
+    assert porta_faults(porta) == {"errors": 2}
+
+
+# ---------------------------------------------------------------------------------------- kube
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    lab = KubeLab(tmp_path_factory.mktemp("kube-faults"))
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture()
+def kfault(kube):
+    def set_(*settings):
+        fault(kube.dir, "kube", *settings)
+        assert kube.req("POST", "/lab/stats/reset").status_code == 200
+    yield set_
+    fault(kube.dir, "kube")
+
+
+def kube_faults(kube) -> dict:
+    r = kube.req("GET", "/lab/stats.json")
+    assert r.status_code == 200, r.text
+    return r.json()["faults"]
+
+
+def as_operator(kube, method: str, path: str, **kw) -> requests.Response:
+    return requests.request(method, kube.url + path, verify=kube.ca, timeout=10,
+                            headers={"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}"}, **kw)
+
+
+def test_kube_errors_are_status_bodies_like_the_api_server(kube, kfault):
+    """429 TooManyRequests with Retry-After and details.retryAfterSeconds, 503 ServiceUnavailable with
+    Retry-After, 500 InternalError with a cause: the bodies a real API server writes.
+    Upstream: kubernetes/apiserver pkg/storage/cacher/cacher.go (NewTooManyRequests),
+    pkg/endpoints/handlers/responsewriters/writers.go (ErrorNegotiated sets Retry-After),
+    pkg/server/filters/waitgroup.go (503 "apiserver is shutting down", Retry-After: 1)."""
+    kfault("error_rate=1", "error_status=429", "retry_after=2")
+    r = kube.req("GET", "/api/v1/namespaces")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "2"
+    assert r.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": "storage is (re)initializing", "reason": "TooManyRequests",
+                        "details": {"retryAfterSeconds": 2}, "code": 429}
+    kfault("error_rate=1")                                                 # default status: 503
+    r = kube.req("GET", "/api/v1/namespaces")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert (r.json()["reason"], r.json()["message"]) == ("ServiceUnavailable", "apiserver is shutting down")
+    kfault("error_rate=1", "error_status=500")
+    body = kube.req("GET", "/api/v1/namespaces").json()
+    assert body["code"] == 500 and body["reason"] == "InternalError"
+    assert body["message"] == "Internal error occurred: etcdserver: leader changed"
+    assert body["details"] == {"causes": [{"message": "etcdserver: leader changed"}]}
+    assert kube_faults(kube) == {"errors": 1}
+    assert kube.req("GET", "/healthz").status_code == 200                  # health checks are never faulted
+
+
+def test_kubectl_waits_out_429_with_retry_after(kube, kfault):
+    """client-go retries a 429 carrying Retry-After (up to 10 times): with max_count=2 kubectl still
+    succeeds, and the counters show the two refusals it went through.
+    Upstream: client-go rest/request.go (checkWait, retryAfterSeconds)."""
+    kfault("error_rate=1", "error_status=429", "max_count=2", "path_regex=/namespaces$")
+    p = kube.kubectl("get", "namespaces", "-o", "name", timeout=60)
+    assert "namespace/default" in p.stdout
+    assert kube_faults(kube) == {"errors": 2}
+
+
+def test_kube_drop_verbs_path_regex_and_max_count(kube, kfault):
+    """drop_rate closes the connection unanswered; verbs and path_regex select what is hit; max_count
+    caps the faults until the switches change. Upstream: kubernetes/apiserver pkg/server/filters
+    (a request either reaches the handler or is refused before it)."""
+    kfault("drop_rate=1", 'verbs=["POST"]', "path_regex=/configmaps", "max_count=1")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dropped"}}
+    assert kube.req("GET", "/api/v1/namespaces/default/configmaps").status_code == 200     # GET: spared
+    assert kube.req("POST", "/api/v1/namespaces/default/secrets",
+                    json={"metadata": {"name": "spared"}}).status_code == 201                # path: spared
+    with pytest.raises(requests.ConnectionError):
+        kube.req("POST", "/api/v1/namespaces/default/configmaps", json=cm)
+    assert kube.req("GET", "/api/v1/namespaces/default/configmaps/dropped").status_code == 404  # nothing processed
+    assert kube.req("POST", "/api/v1/namespaces/default/configmaps", json=cm).status_code == 201  # budget spent
+    assert kube_faults(kube) == {"drops": 1}
+
+
+def test_kube_exclude_operator(kube, kfault):
+    """exclude_operator (kube, default true) spares requests bearing the operator's service-account
+    token, so "10 % 503 on the Kubernetes API" hits only the clients under test; false hits it too."""
+    kfault("error_rate=1")
+    assert as_operator(kube, "GET", "/api/v1/namespaces").status_code == 200
+    assert kube.req("GET", "/api/v1/namespaces").status_code == 503
+    kfault("error_rate=1", "exclude_operator=false")
+    assert as_operator(kube, "GET", "/api/v1/namespaces").status_code == 503
+    assert kube_faults(kube) == {"errors": 1}
+
+
+def test_kube_watch_closed_early_ends_the_stream_cleanly(kube, kfault):
+    """watch_close_after: the server ends the chunked stream (terminating chunk, no error) long before
+    the client's timeoutSeconds, as a real API server does when a watch times out.
+    Upstream: kubernetes/apiserver pkg/endpoints/handlers/watch.go (ServeHTTP returns on timeout)."""
+    kfault("watch_close_after=0.5")
+    t0 = time.monotonic()
+    with kube.http.get(kube.url + "/api/v1/namespaces?watch=true&timeoutSeconds=60", stream=True,
+                       verify=kube.ca, timeout=30) as r:
+        assert r.status_code == 200
+        events = [json.loads(line) for line in r.iter_lines() if line]   # returns only at a clean end
+    elapsed = time.monotonic() - t0
+    assert 0.4 < elapsed < 10, elapsed
+    assert {e["type"] for e in events} == {"ADDED"}
+    assert kube_faults(kube) == {"watch_closes": 1}
+    # the operator's watches are spared by default
+    with requests.get(kube.url + "/api/v1/namespaces?watch=true&timeoutSeconds=2", stream=True, verify=kube.ca,
+                      timeout=30, headers={"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}"}) as r:
+        t0 = time.monotonic()
+        list(r.iter_lines())
+        assert time.monotonic() - t0 > 1.5
+    assert wait_for(lambda: kube_faults(kube) == {"watch_closes": 1}, what="no operator watch closed")
