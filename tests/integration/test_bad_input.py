@@ -40,11 +40,11 @@ CASES = {
     "name_kubernetes_refuses": (lambda e: {"maas_models": [model(e, name="Tiny_Llama")]}, "name: Kubernetes and 3scale"),
     "name_too_long": (lambda e: {"maas_models": [model(e, name="m" * 41)]}, "at most 40 characters"),
     "system_name_3scale_refuses": (lambda e: {"maas_models": [model(e, system_name="Tiny Llama!")]}, "system_name:"),
-    "unknown_operation": (lambda e: {"maas_models": [model(e, operations=["chat"])]}, "Got no match for: chat"),
+    "unknown_operation": (lambda e: {"maas_models": [model(e, operations=["chat"])]}, "operations: choose one or more of"),
     "limit_on_unselected_operation": (
         lambda e: {"maas_models": [model(e, operations=["embeddings"],
                                           limits=[{"metric": "completions", "period": "minute", "value": 5}])]},
-        "limits: metric must be hits or one of the operations"),
+        "limits: a metric must be hits or one of the operations"),
     "duplicate_names": (lambda e: (lambda m: {"maas_models": [m, dict(m)]})(model(e)), "every model needs its own name"),
     "unknown_account": (lambda e: {"maas_models": [model(e, accounts=["nosuchuser" + uuid.uuid4().hex[:6]])]},
                         "do(es) not exist in 3scale"),
