@@ -15,12 +15,12 @@ KINDS = ["backends.capabilities.3scale.net", "products.capabilities.3scale.net",
          "proxyconfigpromotes.capabilities.3scale.net", "secrets", "leases.coordination.k8s.io"]
 
 
-def playbook(lab_env, name, extra_vars, *args, timeout=600):
+def playbook(lab_env, name, extra_vars, *args, timeout=600, env=None):
     """ansible-playbook playbooks/<name>.yml -e <json> *args; returns (process, wall seconds)."""
     t0 = time.monotonic()
     proc = subprocess.run(["ansible-playbook", "-i", "inventories/lab", f"playbooks/{name}.yml",
                            "-e", json.dumps(extra_vars), *args],
-                          cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True,
+                          cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1", **(env or {})), capture_output=True, text=True,
                           check=False, timeout=timeout)
     return proc, time.monotonic() - t0
 
