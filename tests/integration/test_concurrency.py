@@ -12,6 +12,8 @@ import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from conftest import REPO
 from dryrun_helpers import playbook
 from test_modules import Porta
@@ -52,20 +54,28 @@ def test_two_runs_at_once_make_one_product_and_one_application_each(lab_env):
     print(f"\nconcurrent runs: 2 at once, {waited} waited for the Lease; 1 product, 1 application per account")
 
 
-def test_an_expired_lease_of_a_dead_run_is_taken_over(lab_env, tmp_path):
-    name = "stale" + uuid.uuid4().hex[:6]
-    long_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def dead_runs_lease(lab_env, tmp_path, name, renewed_ago_s, duration_s):
+    """A Lease as a run killed with -9 leaves it: held, never renewed, never released."""
+    when = (datetime.now(timezone.utc) - timedelta(seconds=renewed_ago_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
              "metadata": {"name": f"maas-onboard-{name}", "namespace": "3scale"},
-             "spec": {"holderIdentity": "maas.threescale/killed-run", "leaseDurationSeconds": 60,
-                      "acquireTime": long_ago, "renewTime": long_ago}}
+             "spec": {"holderIdentity": "maas.threescale/killed-run", "leaseDurationSeconds": duration_s,
+                      "acquireTime": when, "renewTime": when}}
     path = tmp_path / "lease.json"
     path.write_text(json.dumps(lease))
     subprocess.run(["kubectl", "create", "-f", str(path)], env=lab_env, check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("renewed_ago_s,duration_s", [(3600, 60), (0, 6)], ids=["expired", "expires-during-the-run"])
+def test_the_lease_of_a_dead_run_is_taken_over_once_expired(lab_env, tmp_path, renewed_ago_s, duration_s):
+    name = "stale" + uuid.uuid4().hex[:6]
+    dead_runs_lease(lab_env, tmp_path, name, renewed_ago_s, duration_s)
     proc, elapsed = playbook(lab_env, "onboard_model", {
         "maas_models": [{"name": name, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": MODEL_ID, "accounts": ["user4"]}],
-        "maas_lock_timeout": 30})
+        "maas_lock_timeout": 60, "maas_lock_poll_interval": 0.5})
     assert proc.returncode == 0, proc.stdout[-5000:]
+    waited = "FAILED - RETRYING: [lab]: Wait until the Lease is free or expired" in proc.stdout
+    assert waited == (renewed_ago_s == 0)  # a live Lease is waited for, an expired one taken at once
     assert f"maas-onboard-{name}" not in leases(lab_env)
     assert len(apps_on_product(Porta(lab_env), name, ["user4"])["user4"]) == 1
-    print(f"\nstale Lease taken over: onboarding done in {elapsed:.1f}s")
+    print(f"\nLease of a dead run ({'live, waited' if waited else 'expired'}) taken over: onboarding done in {elapsed:.1f}s")
