@@ -136,6 +136,10 @@ FAULT_SWITCHES: dict[str, dict[str, tuple[str, str]]] = {
         "error_rate": ("rate", "answer a vLLM-shaped error (0..1)"),
         "error_status": ("int", "status of those errors (default 500)"),
     },
+    "kserve": {
+        "down": ("list", 'InferenceServices ["namespace/name", ...] whose model server closes every connection unanswered'),
+        "delay": ("object", '{"namespace/name": seconds}: that model server sleeps before answering'),
+    },
     "operator": {
         "delay": ("seconds", "sleep before every reconcile"),
         "fail": ("object", '{"Kind/namespace/name": "message"}: that CR gets Failed=True and retries'),
@@ -244,6 +248,18 @@ class LabContext:
         p = free_port(self.ports.get(name))
         self.ports[name] = p
         return p
+
+    def model_endpoints(self) -> set[tuple[str, int]]:
+        """(host, port) of every lab model server: the lab's own (`urls["model"]`) and each port the
+        KServe stand-in holds for an InferenceService (`ports["kserve/<ns>/<name>"]`, kept while the
+        server is stopped). Porta accepts these loopback private endpoints, and no other."""
+        out = set()
+        model = self.urls.get("model")
+        if model:
+            host, _, port = model.split("://", 1)[1].partition(":")
+            out.add((host, int(port)))
+        out.update(("127.0.0.1", p) for k, p in list(self.ports.items()) if k.startswith("kserve/"))
+        return out
 
     def secret(self, name: str, nbytes: int = 16) -> str:
         """A random credential created once per lab dir and kept in settings (lab.json is 0600)."""

@@ -41,6 +41,7 @@ COMPONENTS = [
     ("apicast", "APIcast"),
     ("kube", "KubeAPIServer"),
     ("operator", "Operator"),
+    ("kserve", "KServe"),
 ]
 
 # The workshop cluster's pre-existing product (seeds/000: "granite-3dot2-8b-instruct, which is

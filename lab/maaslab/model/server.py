@@ -64,7 +64,7 @@ class ModelHandler(JSONHandler):
 
     def _handle(self):
         model: ModelServer = self.server.component
-        faults = model.ctx.faults.get("model") if model.ctx.faults else {}
+        faults = model.faults()
         if faults.get("down"):
             self.close_connection = True  # no response at all: the client sees the connection drop
             return
@@ -127,20 +127,32 @@ class ModelHandler(JSONHandler):
 
 
 class ModelServer:
-    def __init__(self, ctx: LabContext):
+    """The lab's model server; `names`/`port_name` let another component (the KServe stand-in) run
+    one more instance serving other model ids on its own stable port (`url_key`=None: no ctx.urls entry)."""
+
+    def __init__(self, ctx: LabContext, names: list[str] | None = None, port_name: str = "model",
+                 url_key: str | None = "model"):
         self.ctx = ctx
-        self.names: list[str] = list(ctx.settings.get("models") or DEFAULT_MODELS)
+        self.names: list[str] = list(names or ctx.settings.get("models") or DEFAULT_MODELS)
         self.max_model_len = int(ctx.settings.get("max_model_len", 4096))
         self.created = int(time.time())
         self.server: LabHTTPServer | None = None
+        self.port_name, self.url_key = port_name, url_key
+        self.url: str | None = None
+
+    def faults(self) -> dict[str, Any]:
+        """The live fault switches this server obeys (the lab model server: `model`)."""
+        return self.ctx.faults.get("model") if self.ctx.faults else {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        port = self.ctx.port("model")
+        port = self.ctx.port(self.port_name)
         self.server = LabHTTPServer(("127.0.0.1", port), ModelHandler, component=self)
-        self.server.start_background("model-http")
-        self.ctx.urls["model"] = f"http://127.0.0.1:{port}"
-        LOG.info("model server on %s serving %s", self.ctx.urls["model"], self.names)
+        self.server.start_background(f"{self.port_name}-http")
+        self.url = f"http://127.0.0.1:{port}"
+        if self.url_key:
+            self.ctx.urls[self.url_key] = self.url
+        LOG.info("model server on %s serving %s", self.url, self.names)
 
     def stop(self) -> None:
         if self.server:

@@ -27,11 +27,9 @@ class BackendsMixin:
                 or u.fragment or len(host) > 255 or any(len(lbl) > 63 for lbl in host.split("."))):
             raise invalid("private_endpoint", "is invalid")
         if host == "localhost" or host.startswith("127."):
-            # lab deviation: the local model server is the one loopback target porta accepts
-            model = self.ctx.urls.get("model") or ""
-            same = model and urlsplit(model).hostname == host and \
-                urlsplit(with_port(model)).port == urlsplit(normalized).port
-            if not same:
+            # lab deviation: the lab's model servers (its own, the KServe stand-in's) are the only
+            # loopback targets porta accepts
+            if (host, urlsplit(normalized).port) not in self.ctx.model_endpoints():
                 raise invalid("private_endpoint", "Sorry, this domain is protected")
         return normalized
 
