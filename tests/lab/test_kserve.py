@@ -4,7 +4,7 @@ deleted with kubectl; their status.url answered by a vLLM-compatible server over
 
 Upstream: kserve config/crd/full/serving.kserve.io_inferenceservices.yaml,
 pkg/apis/serving/v1beta1/{predictor,inference_service_status}.go, pkg/constants/constants.go
-(serving.kserve.io/stop). One private lab for this module (it is restarted by the last test).
+(serving.kserve.io/stop), pkg/controller/v1beta1/inferenceservice/controller.go. One private lab for this module (it is restarted by the last test).
 """
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ class KLab:
 def klab(tmp_path_factory):
     directory = tmp_path_factory.mktemp("kserve")
     lab = KLab(start_lab(directory))
-    lab.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    lab.kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
     yield lab
     stop_lab(Path(lab.info["dir"]))
 
@@ -190,7 +191,8 @@ def test_down_switch_stops_one_model_only(klab):
         requests.get(down + "/v1/models", timeout=5)
     r = requests.get(up + "/v1/models", timeout=5)
     assert r.status_code == 200 and r.elapsed.total_seconds() >= 0.2
-    assert klab.jsonpath("down-1", ".status.conditions[?(@.type=='Ready')].status") == "True"  # status lags, like a crash
+    # the status still says Ready, as right after a pod crashed
+    assert klab.jsonpath("down-1", ".status.conditions[?(@.type=='Ready')].status") == "True"
     assert klab.fault("kserve", "gone=true").returncode == 2
     assert klab.fault("kserve", "down=true").returncode == 2  # must be a list
     assert klab.fault("clear").returncode == 0
@@ -254,3 +256,20 @@ def test_restart_keeps_inferenceservices_and_urls(klab):
     assert {n: klab.get(n)["status"]["url"] for n in before} == before
     assert klab.jsonpath("cat-2", ".metadata.labels.maas\\.threescale/publish") == "false"
     assert klab.get("stoppable")["status"]["url"] and klab.wait_ready("stoppable")
+
+
+def test_served_names_parsing():
+    """vLLM's --served-model-name (vllm/entrypoints/openai/cli_args.py: nargs="+", `=` form or
+    separate tokens), model.args before containers[].args; the object's name otherwise."""
+    from maaslab.kserve.predictor import served_names
+
+    def isvc(model_args=None, containers=None):
+        pred = {"model": {"args": model_args}} if model_args is not None else {"containers": containers}
+        return {"metadata": {"name": "obj"}, "spec": {"predictor": pred}}
+    assert served_names(isvc(["--served-model-name", "a", "b", "--port", "8080"])) == ["a", "b"]
+    assert served_names(isvc(["--served-model-name=x/y"])) == ["x/y"]
+    assert served_names(isvc(["--served-model-name="])) == ["obj"]  # empty value: the default
+    assert served_names(isvc(["--served-model-name"])) == ["obj"]
+    assert served_names(isvc(containers=[{"name": "c", "args": ["--dtype=half"]},
+                                         {"name": "d", "args": ["--served-model-name", "z"]}])) == ["z"]
+    assert served_names(isvc([])) == ["obj"]

@@ -1,7 +1,8 @@
 """KServe: watch InferenceServices cluster-wide, run/stop their servers, write their status.
 
-Upstream: kserve pkg/controller/v1beta1/inferenceservice/controller.go (reconcile: stop
-annotation → Stopped, otherwise deploy the predictor and propagate its readiness),
+Upstream: kserve pkg/controller/v1beta1/inferenceservice/controller.go (reconcile: the stop
+annotation sets Stopped=True and removes the predictor, otherwise it is deployed and its readiness
+propagated),
 pkg/apis/serving/v1beta1/inference_service_status.go (condition types IngressReady,
 PredictorReady, Ready, Stopped; reason "Stopped"; ModelStatus / FailureInfo "ModelLoadFailed"),
 pkg/constants/constants.go (`serving.kserve.io/stop`).
@@ -148,7 +149,8 @@ class KServe:
             status = _status(obj, "stopped", None, names, "")
         elif str(ann.get(LAB_READY_ANNOTATION, "")).lower() == "false":
             self._stop_server(key)
-            message = ann.get(LAB_MESSAGE_ANNOTATION) or f"Failed to load model {names[0]} ({LAB_READY_ANNOTATION}: false)"
+            message = (ann.get(LAB_MESSAGE_ANNOTATION)
+                       or f"Failed to load model {names[0]} ({LAB_READY_ANNOTATION}: false)")
             status = _status(obj, "failed", self._reserve_url(key), names, message)
         else:
             url = self._run_server(key, names)
