@@ -34,9 +34,10 @@ class KLab:
     def dir(self) -> Path:
         return Path(self.info["dir"])
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
+                ns: str = NS) -> subprocess.CompletedProcess:
         env = {**os.environ, "KUBECONFIG": self.info["env"]["KUBECONFIG"]}
-        p = subprocess.run([KUBECTL, "-n", NS, "--cache-dir", str(self.dir / "kcache"), *args], input=stdin,
+        p = subprocess.run([KUBECTL, "-n", ns, "--cache-dir", str(self.dir / "kcache"), *args], input=stdin,
                            env=env, capture_output=True, text=True, timeout=90)
         if check and p.returncode:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {p.stderr}")
@@ -241,6 +242,64 @@ def test_porta_accepts_isvc_urls_as_private_endpoints(klab):
     r = requests.post(porta + "/admin/api/backend_apis.json", verify=ca, timeout=10,
                       data={"access_token": token, "name": "nope", "private_endpoint": f"http://127.0.0.1:{other}"})
     assert (r.status_code, r.json()) == (422, {"errors": {"private_endpoint": ["Sorry, this domain is protected"]}})
+
+
+def test_gateway_reaches_isvc_and_reports_it_down(klab):
+    """The health check's path: a 3scale Backend CR whose privateBaseURL is the InferenceService's
+    status.url, promoted by the operator, answered through APIcast; the `down` switch (and the stop
+    annotation) make APIcast answer 502 for that model. Upstream: APIcast (refused/reset upstream
+    → 502), 3scale-operator controllers/capabilities/backend_controller.go."""
+    klab.apply_isvc("gw-model", labels={PUBLISH: "true"}, args=["--served-model-name=acme/gw-model-3b"])
+    url = klab.wait_ready("gw-model")["status"]["url"]
+    api, meta = "capabilities.3scale.net/v1beta1", {"namespace": "3scale", "name": "gw-model"}
+    docs = [
+        {"apiVersion": api, "kind": "Backend", "metadata": meta,
+         "spec": {"name": "gw-model", "systemName": "gw-model", "privateBaseURL": url}},
+        {"apiVersion": api, "kind": "Product", "metadata": meta, "spec": {
+            "name": "gw-model", "systemName": "gw-model", "backendUsages": {"gw-model": {"path": "/"}},
+            "deployment": {"apicastHosted": {"authentication": {"userkey": {"authUserKey": "user_key",
+                                                                            "credentials": "query"}}}},
+            "mappingRules": [{"httpMethod": "GET", "pattern": "/v1/models", "metricMethodRef": "hits", "increment": 1},
+                             {"httpMethod": "POST", "pattern": "/v1/completions", "metricMethodRef": "hits",
+                              "increment": 1}],
+            "applicationPlans": {"standard": {"name": "Standard", "published": True}}}},
+        {"apiVersion": api, "kind": "ProxyConfigPromote", "metadata": meta,
+         "spec": {"productCRName": "gw-model", "production": True}}]
+    klab.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), ns="3scale")
+    wait_for(lambda: klab.kubectl("get", "proxyconfigpromote", "gw-model", "-o",
+                                  "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                                  ns="3scale").stdout == "True", timeout=30, what="promoted")
+    porta, token, ca = klab.info["urls"]["porta"], klab.info["credentials"]["porta_token"], klab.info["tls"]["ca_cert"]
+
+    def call(method, path, **data):
+        r = requests.request(method, porta + "/admin/api" + path, verify=ca, timeout=10,
+                             params={"access_token": token, **data} if method == "GET" else {"access_token": token},
+                             data=None if method == "GET" else data)
+        assert r.status_code < 300, r.text
+        return r.json()
+    sid = next(s["service"]["id"] for s in call("GET", "/services.json")["services"]
+               if s["service"]["system_name"] == "gw-model")
+    plan = call("GET", f"/services/{sid}/application_plans.json")["plans"][0]["application_plan"]
+    acc = call("GET", "/accounts/find.json", username="user1")["account"]
+    key = call("POST", f"/accounts/{acc['id']}/applications.json", plan_id=plan["id"],
+               name="gw monitor")["application"]["user_key"]
+    gateway = call("GET", f"/services/{sid}/proxy.json")["proxy"]["endpoint"]
+
+    def through(expected: int):
+        try:
+            r = requests.get(gateway + "/v1/models", params={"user_key": key}, timeout=10)
+        except requests.ConnectionError:  # production listener not open yet
+            return None
+        return r if r.status_code == expected else None
+    r = wait_for(lambda: through(200), timeout=15, what="gateway serving the InferenceService")
+    assert [m["id"] for m in r.json()["data"]] == ["acme/gw-model-3b"]
+    assert klab.fault("kserve", f'down=["{NS}/gw-model"]').returncode == 0
+    assert through(502) is not None
+    assert klab.fault("clear").returncode == 0
+    assert through(200) is not None
+    klab.kubectl("annotate", "isvc", "gw-model", "serving.kserve.io/stop=true")
+    klab.wait_ready("gw-model", "False")
+    assert through(502) is not None
 
 
 def test_restart_keeps_inferenceservices_and_urls(klab):
