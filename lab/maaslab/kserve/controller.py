@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ..context import LabContext, now_iso
-from ..kube.client import KubeClient, KubeError, Resource
+import yaml
+
+from ..kube.client import CRDS, KubeClient, KubeError, Resource
 from ..operator.runtime import WorkQueue
 from .predictor import PredictorServer, port_name, served_names
 
 LOG = logging.getLogger("maaslab.kserve")
 
 ISVC = Resource("serving.kserve.io/v1beta1", "inferenceservices")
+CRD_FILE = Path(__file__).resolve().parent.parent / "crds" / "inferenceservices.yaml"
 STOP_ANNOTATION = "serving.kserve.io/stop"
 LAB_READY_ANNOTATION = "lab.maas/ready"
 LAB_MESSAGE_ANNOTATION = "lab.maas/message"
@@ -46,6 +49,7 @@ class KServe:
         self._load_ports()
         self.kube = KubeClient(self.ctx.urls["kube"], token=self.ctx.secret("kube_operator_token"),
                                ca_file=None if self.ctx.settings.get("plain_http") else str(self.ctx.tls.ca_cert))
+        self._ensure_crd()
         items, rv = self.kube.list(ISVC)
         for it in items:  # bring every server back before the lab reports READY
             key = _key(it)
@@ -71,6 +75,17 @@ class KServe:
                 srv.stop()
             self.servers.clear()
         self._save_ports()
+
+    def _ensure_crd(self) -> None:
+        """Installing KServe installs its CRD: the lab applies maaslab/crds at start, but a lab started
+        with another `crd_dir` (e.g. the 3scale operator's upstream CRDs) gets it here."""
+        crd = yaml.safe_load(CRD_FILE.read_text())
+        if self.kube.get(CRDS, None, crd["metadata"]["name"]) is None:
+            try:
+                self.kube.create(CRDS, crd)  # the lab API server marks it Established on create
+            except KubeError as e:
+                if e.status != 409:
+                    raise
 
     # -- ports (stable across restarts and re-creation) -------------------------------------
     def _load_ports(self) -> None:
