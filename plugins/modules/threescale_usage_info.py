@@ -12,18 +12,17 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: threescale_usage_info
 short_description: Read 3scale analytics of a product, per application, account and method
-version_added: 1.1.0
+version_added: 1.0.0
 description:
   - Reads the traffic that the 3scale gateway reported for a product (service) through the
     3scale Analytics API (C(/stats/services/{id}/usage.json) and C(/stats/applications/{id}/usage.json)).
   - Returns hits per method (operation), per application and per developer account, totals and
     values by granularity, for a predefined O(period) or a O(since)/O(until) range.
-  - "Requests: 2 to read the product and its methods (more when the product is given by system name
-    and the tenant has more than 500 products), 1 per 500 applications, 1 per method for the product's
-    totals, 1 per application for its C(hits), then 1 per method that has traffic for each application
-    that has traffic. The Analytics API takes one C(metric_name) per request, so this is the fewest
-    requests that give every (application, method) count; idle applications and idle methods cost one
-    request each, not one per method."
+  - "Requests: 1 for the product (by system name: 1 per 500 products), 1 for its methods, 1 per 500
+    applications; then the product's C(hits) and 1 per method (product totals), 1 per application for its
+    C(hits), and 1 per method that has traffic for each application that has traffic. The Analytics API
+    takes one C(metric_name) per request, so this is the fewest requests that give every (application,
+    method) count; an idle application or an idle method costs one request, not one per method."
   - A product that does not exist is not an error; RV(exists) is V(false).
   - The access token needs the C(stats) (Analytics API) scope besides C(account_management).
 author:
@@ -49,7 +48,9 @@ options:
   until:
     description:
       - End of the range started by O(since); 3scale uses the end of the granularity step that contains it.
+      - In a playbook task, prefer the alias O(to): ansible-lint reads a key named C(until) as the task's retry condition.
     type: str
+    aliases: [to]
   granularity:
     description:
       - Granularity of RV(methods[].values) for a O(since)/O(until) range.
@@ -85,7 +86,7 @@ EXAMPLES = r"""
   maas.threescale.threescale_usage_info:
     product: "7"
     since: "2026-11-01"
-    until: "2026-11-30"
+    to: "2026-11-30"
     granularity: day
 """
 
@@ -305,7 +306,7 @@ def main():
         product=dict(type="str", required=True),
         period=dict(type="str", choices=["day", "week", "month", "year"]),
         since=dict(type="str"),
-        until=dict(type="str"),
+        until=dict(type="str", aliases=["to"]),
         granularity=dict(type="str", choices=["hour", "day", "month"]),
         timezone=dict(type="str"),
         methods=dict(type="list", elements="str"),
