@@ -117,3 +117,15 @@ def test_module_missing_product_and_bad_arguments(serve, run_module):
     assert res["failed"] and "granularity" in res["msg"]
     res = run_module(mod, dict(conn, product="7", methods=["nope"]))
     assert res["failed"] and "nope" in res["msg"] and "completions" in res["msg"]
+
+
+def test_module_range_sends_since_until_granularity(serve, run_module):
+    """A since/to range goes to porta as since, until and granularity, without a period."""
+    srv = serve(Analytics())
+    res = run_module(mod, dict(admin_url=srv.url, access_token=TOKEN, retries=0, product="7", since="2026-11-01",
+                               to="2026-11-15", granularity="day", methods=["models"]))
+    assert res["exists"] and [m["system_name"] for m in res["methods"]] == ["models"]
+    queries = [r["query"] for r in srv.log if r["path"].startswith("/stats/")]
+    assert queries and all(q["since"] == "2026-11-01" and q["until"] == "2026-11-15" and q["granularity"] == "day"
+                           and "period" not in q for q in queries)
+    assert sorted(set(q["metric_name"] for q in queries)) == ["hits", "models"]
