@@ -48,7 +48,8 @@ options:
   until:
     description:
       - End of the range started by O(since); 3scale uses the end of the granularity step that contains it.
-      - In a playbook task, prefer the alias O(to): ansible-lint reads a key named C(until) as the task's retry condition.
+      - In a playbook task, prefer the alias O(to), because ansible-lint reads a key named C(until) as the task's
+        retry condition.
     type: str
     aliases: [to]
   granularity:

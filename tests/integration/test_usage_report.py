@@ -83,7 +83,7 @@ def traffic(lab_env):
         for op, count in ops.items():
             method, path, body = OPS[op]
             body = dict(body, model=MODEL_ID) if body is not None else None
-            for _ in range(count):
+            for _sent in range(count):
                 r = gw.request(method, endpoint + path, json=body, timeout=30,
                                headers={"Authorization": "Bearer " + keys[user]})
                 assert r.status_code == 200, (user, op, r.status_code, r.text[:300])

@@ -36,8 +36,8 @@ def test_aggregate_sums_applications_into_accounts():
     per_app = {(1, "models"): answer(3), (1, "completions"): answer(1), (2, "models"): answer(3),
                (2, "completions"): answer(1, values=[None, 1])}
     out = mod.aggregate(METHODS, service, hits, per_app, apps)
-    assert [(m["system_name"], m["total"]) for m in out["methods"]] == [("models", 6), ("completions", 2),
-                                                                          ("embeddings", 0)]
+    expected = [("models", 6), ("completions", 2), ("embeddings", 0)]
+    assert [(m["system_name"], m["total"]) for m in out["methods"]] == expected
     assert out["applications"][1]["methods"]["completions"] == {"total": 1, "values": [0, 1]}  # null = 0
     assert [(a["id"], a["name"], a["total"], a["methods"]) for a in out["accounts"]] == [
         (100, "Org A", 8, {"models": 6, "completions": 2, "embeddings": 0}),
