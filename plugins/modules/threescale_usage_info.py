@@ -187,7 +187,10 @@ requests:
   sample: 14
 """
 
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleModule, unwrap
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
+    ThreescaleError, ThreescaleModule, unwrap)
+
+NO_STATS_SCOPE = "does not have the correct permissions"
 
 
 def usage_query(params, metric):
@@ -262,6 +265,19 @@ def product_methods(client, service_id, wanted):
 
 
 def read_usage(module):
+    try:
+        return read_usage_unchecked(module)
+    except ThreescaleError as exc:
+        # porta checks the token's scopes per controller: an account_management-only token reads the product,
+        # then the Analytics API (scope "stats") refuses it with this 403 (porta ApiAuthentication::ByAccessToken).
+        if exc.status == 403 and (exc.path or "").startswith("/stats/") and NO_STATS_SCOPE in (exc.message or ""):
+            exc.message = ("the access token may read the Account Management API but not the Analytics API: give a "
+                           "token with the Analytics API (stats) scope, for example the operator's system-seed "
+                           "ADMIN_ACCESS_TOKEN (%s)" % exc.message)
+        raise
+
+
+def read_usage_unchecked(module):
     client, params = module.client, module.params
     empty = dict(changed=False, exists=False, product={}, period={}, hits=dict(total=0, values=[]), methods=[],
                  applications=[], accounts=[], requests=0)

@@ -137,6 +137,25 @@ def test_usage_report_check_mode_writes_nothing(lab_env, traffic, tmp_path):
                      % (re.escape(str(out)), re.escape(str(out)), calls), proc.stdout), proc.stdout[-2000:]
 
 
+def test_token_without_the_analytics_scope_fails_naming_it(lab_env, traffic, tmp_path):
+    """A personal access token with only the account_management scope reads products but porta's Analytics
+    API refuses it (403, porta app/lib/api_authentication/by_access_token.rb): the run fails naming the
+    missing stats scope, writes nothing and never prints the token."""
+    porta = Porta(lab_env)
+    status, body = porta.req("POST", "/personal/access_tokens.json",
+                             data={"name": "usage-ro-" + uuid.uuid4().hex[:6], "scopes[]": ["account_management"],
+                                   "permission": "ro"})
+    assert status == 201, body
+    token, out = body["access_token"]["value"], tmp_path / "report"
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/lab", "playbooks/usage_report.yml",
+                           "-e", "maas_usage_report_dir=%s" % out, "-e", json.dumps({"maas_usage_products": [traffic["name"]]})],
+                          cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1", THREESCALE_ACCESS_TOKEN=token),
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "Analytics API (stats) scope" in proc.stdout and not out.exists()
+    assert token not in proc.stdout + proc.stderr
+
+
 def chromium_binary():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

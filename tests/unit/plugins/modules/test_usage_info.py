@@ -129,3 +129,19 @@ def test_module_range_sends_since_until_granularity(serve, run_module):
     assert queries and all(q["since"] == "2026-11-01" and q["until"] == "2026-11-15" and q["granularity"] == "day"
                            and "period" not in q for q in queries)
     assert sorted(set(q["metric_name"] for q in queries)) == ["hits", "models"]
+
+
+def test_token_without_the_stats_scope_is_named(serve, run_module):
+    """porta answers 403 "Your access token does not have the correct permissions" to a token whose scopes
+    lack stats (porta app/lib/api_authentication/by_access_token.rb): the message names the missing scope."""
+    base = Analytics()
+
+    def app(method, path, query, form, headers):
+        if path.startswith("/stats/"):
+            return 403, {"error": "Your access token does not have the correct permissions"}, None
+        return base(method, path, query, form, headers)
+
+    srv = serve(app)
+    res = run_module(mod, dict(admin_url=srv.url, access_token=TOKEN, retries=0, product="7"))
+    assert res["failed"] and res["status"] == 403 and "Analytics API (stats) scope" in res["msg"], res
+    assert TOKEN not in str(res)
