@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 KCORE_FROM_ANSIBLE=12.3.0   # newest community bundle for Python 3.11; ships kubernetes.core 6.2.0
+# Debian's chromium for the usage report's browser test (tests/integration/test_usage_report.py):
+# installed only as root with apt-get, quietly; without it that test is skipped, nothing else needs it.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+   && [ "${MAAS_SKIP_CHROMIUM:-}" != 1 ]; then
+  echo "setup: installing chromium (apt-get) for the usage report browser test"
+  { DEBIAN_FRONTEND=noninteractive apt-get -qq update \
+    && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends chromium; } >/dev/null 2>&1 \
+    || echo "setup: chromium could not be installed; the browser test will be skipped"
+fi
 stamp=$VENV/.setup-stamp
 want=$(cat requirements.txt test-requirements.txt hack/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -190,7 +190,7 @@ class ThreescaleClient(object):
     def _url_path(path):
         if not path.startswith("/"):
             path = "/" + path
-        if not path.startswith("/admin/api/") and not path.startswith("/lab/"):
+        if not path.startswith(("/admin/api/", "/lab/", "/stats/")):  # /stats/: the analytics API
             path = "/admin/api" + path
         return path
 
