@@ -44,9 +44,10 @@ CASES = {
     "unknown_operation": (lambda e: {"maas_models": [model(e, operations=["chat"])]}, "operations: choose one or more of"),
     "limit_on_unselected_operation": (
         lambda e: {"maas_models": [model(e, operations=["embeddings"],
-                                          limits=[{"metric": "completions", "period": "minute", "value": 5}])]},
+                                         limits=[{"metric": "completions", "period": "minute", "value": 5}])]},
         "limits: a metric must be hits or one of the operations"),
-    "duplicate_names": (lambda e: (lambda m: {"maas_models": [m, dict(m)]})(model(e)), "every model needs its own name"),
+    "duplicate_names": (lambda e: {"maas_models": [model(e, name="baddup"), model(e, name="baddup")]},
+                        "every model needs its own name"),
     "unknown_account": (lambda e: {"maas_models": [model(e, accounts=["nosuchuser" + uuid.uuid4().hex[:6]])]},
                         "do(es) not exist in 3scale"),
     "wrong_cluster_token": (lambda e: {"maas_models": [model(e)], "maas_k8s_host": e["LAB_KUBE_URL"],

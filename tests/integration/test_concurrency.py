@@ -40,7 +40,7 @@ def test_two_runs_at_once_make_one_product_and_one_application_each(lab_env):
             json.dumps({"maas_models": [{"name": name, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": MODEL_ID,
                                          "accounts": accounts}], "maas_lock_poll_interval": 0.5})]
     runs = [subprocess.Popen(args, cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1"), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+                             stderr=subprocess.STDOUT, text=True) for _run in range(2)]
     outs = [r.communicate(timeout=600)[0] for r in runs]
     for r, out in zip(runs, outs):
         assert r.returncode == 0, out[-5000:]

@@ -46,7 +46,7 @@ def test_check_mode_new_changed_unchanged_and_offboard(lab_env, tmp_path):
     assert f"product {name} does not exist yet; a real run would subscribe user2" in out
     assert "Poll until ready" not in out  # check mode never waits
 
-    real, _ = playbook(lab_env, "onboard_model", {"maas_models": [model]})
+    real, _seconds = playbook(lab_env, "onboard_model", {"maas_models": [model]})
     assert real.returncode == 0, real.stdout[-5000:]
 
     proc, times["unchanged"] = dry(lab_env, "onboard_model", {"maas_models": [model]})
