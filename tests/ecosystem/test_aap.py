@@ -118,7 +118,8 @@ def test_credential_type_injects_the_environment_the_modules_read(tmp_path):
         assert f"E({name})" in fragment, f"{name} is not documented as a module environment fallback"
 
 
-@pytest.mark.parametrize("name", ["MaaS - Onboard model", "MaaS - Offboard model", "MaaS - Bootstrap workshop"])
+@pytest.mark.parametrize("name", ["MaaS - Onboard model", "MaaS - Offboard model", "MaaS - Bootstrap workshop",
+                                  "MaaS - Usage report"])
 def test_job_template_is_complete(name):
     config = controller_config()
     jt = template(name)
