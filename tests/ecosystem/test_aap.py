@@ -119,7 +119,7 @@ def test_credential_type_injects_the_environment_the_modules_read(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["MaaS - Onboard model", "MaaS - Offboard model", "MaaS - Bootstrap workshop",
-                                  "MaaS - Usage report"])
+                                  "MaaS - Usage report", "MaaS - Verify models"])
 def test_job_template_is_complete(name):
     config = controller_config()
     jt = template(name)
