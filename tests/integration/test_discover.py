@@ -1,0 +1,81 @@
+"""Discovery (issue 12, item 1): `maas_discover: true` onboards the Ready, labelled KServe InferenceServices
+(lab KServe stand-in, upstream kserve pkg/apis/serving/v1beta1), names/endpoints/model ids from the object and
+its annotations; an unlabelled one is ignored and a not-Ready one is reported and skipped."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+from conftest import REPO, VENV_BIN, start_lab, stop_lab
+
+
+@pytest.fixture(scope="module")
+def own_lab(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("discover-lab")
+    info = start_lab(directory, "--users", "3")
+    env = dict(os.environ)
+    env.update(info["env"])
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".venv" / "collections")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    yield info, env
+    stop_lab(directory)
+
+
+def isvc(name, labels=None, annotations=None, args=None):
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": "3scale", "labels": labels or {}, "annotations": annotations or {}},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "vLLM"}, "args": args or []}}}}
+
+
+def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_path):
+    _info, env = own_lab
+    publish = {"maas.threescale/publish": "true"}
+    objs = [
+        isvc("disc-a", publish, args=["--served-model-name", "org/model-a"]),
+        isvc("disc-b", publish, annotations={"maas.threescale/model-id": "custom-b", "maas.threescale/display-name": "Model B",
+                                             "maas.threescale/accounts": "user2,user3",
+                                             "maas.threescale/operations": "models,embeddings"},
+             args=["--served-model-name=custom-b"]),
+        isvc("disc-c", publish),
+        isvc("disc-hidden", {}),  # not labelled: never published
+        isvc("disc-broken", publish, annotations={"lab.maas/ready": "false", "lab.maas/message": "weights missing"}),
+    ]
+    manifest = tmp_path / "isvcs.yaml"
+    manifest.write_text(yaml.safe_dump_all(objs))
+    subprocess.run(["kubectl", "apply", "-f", str(manifest)], env=env, check=True, capture_output=True)
+    subprocess.run(["kubectl", "wait", "--for=condition=Ready", "--timeout=60s", "-n", "3scale",
+                    "inferenceservices.serving.kserve.io/disc-a", "inferenceservices.serving.kserve.io/disc-b",
+                    "inferenceservices.serving.kserve.io/disc-c"], env=env, check=True, capture_output=True)
+    report = tmp_path / "report.json"
+    t0 = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
+                           json.dumps({"maas_models": [], "maas_discover": True, "maas_discover_accounts": ["user1"],
+                                       "maas_report_file": str(report)})],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=600)
+    seconds = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())
+    assert "Skipped, not Ready: InferenceService 3scale/disc-broken: weights missing" in out, out[-3000:]
+    models = {m["name"]: m for m in json.loads(report.read_text())["models"]}
+    assert set(models) == {"disc-a", "disc-b", "disc-c"}
+    assert models["disc-a"]["model_id"] == "org/model-a" and models["disc-c"]["model_id"] == "disc-c"
+    assert models["disc-b"]["model_id"] == "custom-b" and models["disc-b"]["product"] == "Model B"
+    assert sorted(a["account"] for a in models["disc-b"]["applications"]) == ["user2", "user3"]
+    assert [a["account"] for a in models["disc-a"]["applications"]] == ["user1"]
+    # Every published model answered its smoke test through the gateway, with its own model id.
+    assert all(m["smoke_test"]["status"] == 200 for m in models.values())
+    # 3scale holds exactly those products (the workshop's granite and the tenant's sample API besides).
+    s = requests.Session()
+    s.trust_env = False
+    services = s.get(env["THREESCALE_ADMIN_URL"] + "/admin/api/services.json", verify=env["THREESCALE_CA_BUNDLE"],
+                     params={"access_token": env["THREESCALE_ACCESS_TOKEN"]}, timeout=30).json()["services"]
+    names = {x["service"]["system_name"] for x in services}
+    assert {"disc-a", "disc-b", "disc-c"} <= names and not {"disc-hidden", "disc-broken"} & names
+    print(f"\ndiscovery: 3 of 5 InferenceServices published (1 unlabelled, 1 not Ready) in {seconds:.1f}s")
