@@ -51,11 +51,24 @@ def lab(tmp_path_factory):
     stop_lab(directory)
 
 
-@pytest.fixture(scope="session")
-def lab_env(lab):
-    """os.environ plus lab.env plus the venv and our collections path: what a user's shell has."""
+def user_env(info: dict) -> dict:
+    """os.environ plus a lab's lab.env plus the venv and our collections path: what a user's shell has."""
     env = dict(os.environ)
-    env.update(lab["env"])
+    env.update(info["env"])
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
     env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".venv" / "collections")
     return env
+
+
+@pytest.fixture(scope="session")
+def lab_env(lab):
+    return user_env(lab)
+
+
+@pytest.fixture(scope="module")
+def own_lab(tmp_path_factory):
+    """A lab of the test module's own, for tests that judge every product on it: (lab.json info, user env)."""
+    directory = tmp_path_factory.mktemp("own-lab")
+    info = start_lab(directory)
+    yield info, dict(user_env(info), ANSIBLE_NOCOLOR="1")
+    stop_lab(directory)

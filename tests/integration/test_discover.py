@@ -4,28 +4,13 @@ its annotations; an unlabelled one is ignored and a not-Ready one is reported an
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
-import pytest
 import requests
 import yaml
 
-from conftest import REPO, VENV_BIN, start_lab, stop_lab
-
-
-@pytest.fixture(scope="module")
-def own_lab(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("discover-lab")
-    info = start_lab(directory, "--users", "3")
-    env = dict(os.environ)
-    env.update(info["env"])
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".venv" / "collections")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    yield info, env
-    stop_lab(directory)
+from conftest import REPO
 
 
 def isvc(name, labels=None, annotations=None, args=None):

@@ -4,31 +4,16 @@ model as down. The monitoring application's key never appears in the output."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
-import pytest
 import requests
 import yaml
 
-from conftest import REPO, VENV_BIN, start_lab, stop_lab
+from conftest import REPO
 
 MODELS = ("health-a", "health-b")
-
-
-@pytest.fixture(scope="module")
-def own_lab(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("verify-lab")
-    info = start_lab(directory, "--users", "2")
-    env = dict(os.environ)
-    env.update(info["env"])
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".venv" / "collections")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    yield info, env
-    stop_lab(directory)
 
 
 def playbook(env, name, extra, expect_rc=0):
