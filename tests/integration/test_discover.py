@@ -19,6 +19,23 @@ def isvc(name, labels=None, annotations=None, args=None):
             "spec": {"predictor": {"model": {"modelFormat": {"name": "vLLM"}, "args": args or []}}}}
 
 
+def onboard(env, extra, check=False):
+    t0 = time.monotonic()
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
+                           json.dumps(extra), *(["--check", "--diff"] if check else [])],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    return proc, time.monotonic() - t0
+
+
+def porta_get(env, path, **params):
+    s = requests.Session()
+    s.trust_env = False
+    r = s.get(env["THREESCALE_ADMIN_URL"] + "/admin/api" + path, verify=env["THREESCALE_CA_BUNDLE"],
+              params=dict(params, access_token=env["THREESCALE_ACCESS_TOKEN"]), timeout=30)
+    return r.status_code, r.json() if r.content.strip() else None
+
+
 def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_path):
     _info, env = own_lab
     publish = {"maas.threescale/publish": "true"}
@@ -39,13 +56,8 @@ def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_pa
                     "inferenceservices.serving.kserve.io/disc-a", "inferenceservices.serving.kserve.io/disc-b",
                     "inferenceservices.serving.kserve.io/disc-c"], env=env, check=True, capture_output=True)
     report = tmp_path / "report.json"
-    t0 = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
-                           json.dumps({"maas_models": [], "maas_discover": True, "maas_discover_accounts": ["user1"],
-                                       "maas_report_file": str(report)})],
-                          cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=600)
-    seconds = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    catalog = {"maas_models": [], "maas_discover": True, "maas_discover_accounts": ["user1"], "maas_report_file": str(report)}
+    proc, seconds = onboard(env, catalog)
     out = " ".join(proc.stdout.split())
     assert "Skipped, not Ready: InferenceService 3scale/disc-broken: weights missing" in out, out[-3000:]
     models = {m["name"]: m for m in json.loads(report.read_text())["models"]}
@@ -57,10 +69,31 @@ def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_pa
     # Every published model answered its smoke test through the gateway, with its own model id.
     assert all(m["smoke_test"]["status"] == 200 for m in models.values())
     # 3scale holds exactly those products (the workshop's granite and the tenant's sample API besides).
-    s = requests.Session()
-    s.trust_env = False
-    services = s.get(env["THREESCALE_ADMIN_URL"] + "/admin/api/services.json", verify=env["THREESCALE_CA_BUNDLE"],
-                     params={"access_token": env["THREESCALE_ACCESS_TOKEN"]}, timeout=30).json()["services"]
-    names = {x["service"]["system_name"] for x in services}
+    names = {x["service"]["system_name"] for x in porta_get(env, "/services.json")[1]["services"]}
     assert {"disc-a", "disc-b", "disc-c"} <= names and not {"disc-hidden", "disc-broken"} & names
     print(f"\ndiscovery: 3 of 5 InferenceServices published (1 unlabelled, 1 not Ready) in {seconds:.1f}s")
+
+    # disc-c loses its label: a dry run lists exactly it, then the prune run removes exactly it.
+    c_apps = [a["application_id"] for a in models["disc-c"]["applications"]]
+    subprocess.run(["kubectl", "label", "-n", "3scale", "inferenceservices.serving.kserve.io/disc-c",
+                    "maas.threescale/publish-"], env=env, check=True, capture_output=True)
+    dry, _dry_seconds = onboard(env, dict(catalog, maas_prune=True), check=True)
+    dry_out = " ".join(dry.stdout.split())
+    assert "Remove the model from 3scale disc-c" in dry_out, dry_out[-3000:]
+    assert "Remove the model from 3scale disc-a" not in dry_out and "Remove the model from 3scale disc-b" not in dry_out
+    assert "disc-c" in {x["service"]["system_name"] for x in porta_get(env, "/services.json")[1]["services"]}
+    proc, prune_seconds = onboard(env, dict(catalog, maas_prune=True))
+    assert json.loads(report.read_text())["pruned"] == ["disc-c"], dry.stdout[-2000:]
+    after = {x["service"]["system_name"] for x in porta_get(env, "/services.json")[1]["services"]}
+    assert "disc-c" not in after and {"disc-a", "disc-b", "granite-3dot2-8b-instruct"} <= after
+    crs = subprocess.run(["kubectl", "get", "products.capabilities.3scale.net,backends.capabilities.3scale.net,"
+                          "activedocs.capabilities.3scale.net,secrets", "-n", "3scale", "-o", "name"],
+                         env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert not [c for c in crs if c.split("/")[1].startswith("disc-c")], crs
+    assert [c for c in crs if c == "product.capabilities.3scale.net/disc-a"]
+    account = porta_get(env, "/accounts/find.json", username="user1")[1]["account"]
+    left = {a["application"]["id"] for a in porta_get(env, f"/accounts/{account['id']}/applications.json")[1]["applications"]}
+    assert not set(c_apps) & left
+    again, _again_seconds = onboard(env, dict(catalog, maas_prune=True))
+    assert json.loads(report.read_text())["pruned"] == []
+    print(f"prune: disc-c removed in {prune_seconds:.1f}s (dry run listed it); re-run prunes nothing")
