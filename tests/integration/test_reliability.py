@@ -6,7 +6,7 @@ lab itself (porta and kube `/lab/stats.json`), so a run that saw no fault proves
 - Kubernetes writes: 429 (Retry-After), 500, 503 and dropped connections on the roles' POST/PATCH
   calls are retried; a 4xx validation error is not. Applies, deletes and patches are by name, so a
   retried write finds or replaces the same object: no duplicate is possible.
-- The suite: 10 onboarding runs under 30 % 503 + 10 % dropped connections + 10 % lost responses on the
+- The suite: 10 onboarding runs (all at once) under 30 % 503 + 10 % dropped connections + 10 % lost responses on the
   collection's own admin API calls (the operator's calls are spared, as the real operator does not
   retry within a reconcile) and 10 % 503 on the Kubernetes API (kube faults spare the operator).
 - Two runs at once and bad input are covered by test_concurrency.py and test_bad_input.py; kill -9
@@ -252,9 +252,11 @@ RUNS = 10
 
 
 def test_ten_onboarding_runs_under_faults_converge(lab, lab_env):
-    """10 onboarding runs (two at a time, one new model with two accounts each) under porta 30 % 503 +
-    10 % dropped + 10 % lost responses on the collection's admin API calls and kube 10 % 503; then a
-    second pass of every run reports changed=0."""
+    """10 onboarding runs at once (one new model with two accounts each) under porta 30 % 503 + 10 % dropped
+    + 10 % lost responses on the collection's admin API calls (the operator's are spared) and kube 10 % 503
+    (the operator spared); then a second run of two of the models reports changed=0. At a 50 % fault
+    rate a request fails 4 times in a row 6 % of the time, so the runs raise the modules' retries to 10
+    (maas_admin_retries -> module_defaults retries): what a user on such a cluster would do."""
     accounts = ["user3", "user4"]
     names = [f"rel{i}" + uuid.uuid4().hex[:5] for i in range(RUNS)]
     before = stats(lab_env)
@@ -264,23 +266,24 @@ def test_ten_onboarding_runs_under_faults_converge(lab, lab_env):
     results = []
     t0 = time.monotonic()
     try:
-        for pair in range(0, RUNS, 2):
-            procs = []
-            for name in names[pair:pair + 2]:
-                args = ["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
-                        json.dumps({"maas_models": [model(lab_env, name, accounts)], "maas_smoke_test": False})]
-                procs.append((name, time.monotonic(), subprocess.Popen(
-                    args, cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1"), stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, text=True)))
-            for name, started, p in procs:
-                out = p.communicate(timeout=600)[0]
-                results.append((name, p.returncode, time.monotonic() - started, out))
+        procs = []
+        for name in names:
+            args = ["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
+                    json.dumps({"maas_models": [model(lab_env, name, accounts)], "maas_smoke_test": False,
+                                "maas_admin_retries": 10})]
+            procs.append((name, time.monotonic(), subprocess.Popen(
+                args, cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1"), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)))
+        for name, started, p in procs:
+            out = p.communicate(timeout=900)[0]
+            results.append((name, p.returncode, time.monotonic() - started, out))
     finally:
         fault(lab["dir"], "clear")
     wall = time.monotonic() - t0
     faults = delta(stats(lab_env), before)
-    failed = [(n, out[-3000:]) for n, rc, _, out in results if rc != 0]
-    assert not failed, failed[0]
+    failed = [(n, out) for n, rc, _, out in results if rc != 0]
+    if failed:
+        pytest.fail(f"{len(failed)}/{RUNS} runs failed; first ({failed[0][0]}):\n{failed[0][1][-6000:]}")
     for kind in ("errors", "drops", "lost_responses"):
         assert faults["porta"].get(kind, 0) > 0, f"porta injected no {kind}: {faults}"
     assert faults["kube"].get("errors", 0) > 0, f"kube injected no errors: {faults}"
@@ -289,7 +292,7 @@ def test_ten_onboarding_runs_under_faults_converge(lab, lab_env):
     again, again_s = playbook(lab_env, "onboard_model", {
         "maas_models": [model(lab_env, n, accounts) for n in names[:2]], "maas_smoke_test": False})
     assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-4000:]
-    FIGURES["runs under faults"] = (f"{len(results)}/{RUNS} converged in {wall:.0f}s "
+    FIGURES["runs under faults"] = (f"{len(results)}/{RUNS} converged, all at once, in {wall:.0f}s "
                                     f"(each {min(r[2] for r in results):.0f}-{max(r[2] for r in results):.0f}s); "
                                     f"faults porta {faults['porta']}, kube {faults['kube']}; "
                                     f"porta: 1 product and 1 application per account each, keys answer at the "
