@@ -150,17 +150,14 @@ def test_kubernetes_errors_retried_and_validation_errors_not(lab, lab_env, tmp_p
     failures: an injected 500 / 429 / 503 / dropped connection on a create is retried and succeeds on
     the next try; a 422 (invalid name) fails at once, after one try."""
     pb = tmp_path / "retry.yml"
-    pb.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False,
-                               "vars_files": [str(REPO / "roles/maas_product/vars/main.yml")],
-                               "tasks": [{"name": "Apply", "kubernetes.core.k8s": {
-                                   "state": "present", "apply": True,
-                                   "definition": {"apiVersion": "v1", "kind": "ConfigMap",
-                                                  "metadata": {"name": "{{ cm }}", "namespace": "3scale"}}},
-                                   "register": "r", "retries": 3, "delay": 1, "ignore_errors": True,
-                                   "until": "r is succeeded or r.msg | default('') is not "
-                                            "search(__maas_product_k8s_transient)"},
-                                   {"name": "Show", "ansible.builtin.debug": {"msg": "ATTEMPTS={{ r.attempts }} "
-                                                                                  "FAILED={{ r is failed }}"}}]}]))
+    apply = {"state": "present", "apply": True,
+             "definition": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ cm }}", "namespace": "3scale"}}}
+    until = "r is succeeded or r.msg | default('') is not search(__maas_product_k8s_transient)"
+    tasks = [{"name": "Apply", "kubernetes.core.k8s": apply, "register": "r", "retries": 3, "delay": 1,
+              "ignore_errors": True, "until": until},
+             {"name": "Show", "ansible.builtin.debug": {"msg": "ATTEMPTS={{ r.attempts }} FAILED={{ r is failed }}"}}]
+    pb.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks,
+                               "vars_files": [str(REPO / "roles/maas_product/vars/main.yml")]}]))
     seen = []
     for case, switches in [("500", ["error_rate=1", "error_status=500"]), ("429", ["error_rate=1", "error_status=429"]),
                            ("503", ["error_rate=1", "error_status=503"]), ("drop", ["drop_rate=1"]),
@@ -200,7 +197,7 @@ def test_onboarding_rides_out_kubernetes_write_errors(lab, lab_env):
     each followed by one clean write. The test arms the next kind once the lab has counted the previous
     fault and a clean write (conditions, not timers). The run converges, each injected fault shows as a
     retry of the task, nothing doubles."""
-    names = ["kwr" + uuid.uuid4().hex[:6] for _ in range(2)]
+    names = ["kwr" + uuid.uuid4().hex[:6], "kwr" + uuid.uuid4().hex[:6]]
     accounts = ["user1", "user2"]
     kinds = [["error_rate=1", "error_status=429"], ["error_rate=1", "error_status=500"],
              ["error_rate=1", "error_status=503"], ["drop_rate=1"]]
@@ -281,7 +278,7 @@ def test_ten_onboarding_runs_under_faults_converge(lab, lab_env):
         fault(lab["dir"], "clear")
     wall = time.monotonic() - t0
     faults = delta(stats(lab_env), before)
-    failed = [(n, out) for n, rc, _, out in results if rc != 0]
+    failed = [(r[0], r[3]) for r in results if r[1] != 0]
     if failed:
         pytest.fail(f"{len(failed)}/{RUNS} runs failed; first ({failed[0][0]}):\n{failed[0][1][-6000:]}")
     for kind in ("errors", "drops", "lost_responses"):
