@@ -38,8 +38,8 @@ def test_verify_reports_ok_then_names_the_model_that_is_down(own_lab, tmp_path):
     urls = {n: subprocess.run(["kubectl", "get", "inferenceservices.serving.kserve.io", n, "-n", "3scale", "-o",
                                "jsonpath={.status.url}"], env=env, check=True, capture_output=True, text=True).stdout
             for n in MODELS}
-    playbook(env, "onboard_model", {"maas_models": [{"name": n, "endpoint": urls[n], "model_id": n, "accounts": ["user1"]}
-                                                     for n in MODELS]})
+    models = [{"name": n, "endpoint": urls[n], "model_id": n, "accounts": ["user1"]} for n in MODELS]
+    playbook(env, "onboard_model", {"maas_models": models})
 
     report = tmp_path / "health.json"
     proc, seconds_ok = playbook(env, "verify_models", {"maas_verify_report_file": str(report)})
