@@ -29,7 +29,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import REPO
+from conftest import REPO, wait_for
 from dryrun_helpers import playbook, recap
 from test_modules import Porta
 
@@ -76,17 +76,6 @@ def kubectl_items(lab_env, kind: str) -> list:
     return json.loads(out)["items"]
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def gateway_get(s, url, key):
     try:
         return s.get(url, headers={"Authorization": "Bearer " + key}, timeout=30)
@@ -124,7 +113,7 @@ def assert_converged(lab_env, name: str, accounts: list[str]) -> dict:
     s.trust_env = False
     for account, key in keys.items():
         # APIcast picks a new product's port up within 0.5 s: wait for it to listen, not a fixed time.
-        answer = wait_for(lambda k=key: gateway_get(s, gateway + "/v1/models", k), what=f"the gateway of {name}")
+        answer = wait_for(lambda k=key: gateway_get(s, gateway + "/v1/models", k), timeout=30, interval=0.2, what=f"the gateway of {name}")
         assert answer.status_code == 200, (account, answer.status_code, answer.text[:300])
         assert answer.json()["object"] == "list", answer.text[:300]  # the model server answered through APIcast
     for kind, cond in CR_READY.items():

@@ -5,7 +5,6 @@ import base64
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import requests
@@ -13,22 +12,12 @@ import yaml
 from maaslab.context import LabContext
 from maaslab.kube import KubeAPIServer
 
+from conftest import wait_for  # noqa: F401  (re-exported: lab tests import it from here)
+
 VENV = Path(__file__).resolve().parents[2] / ".venv"
 KUBECTL = str(VENV / "bin" / "kubectl")
 UPSTREAM_CRDS = Path("/work/shared/reference/threescale-operator/crds")
 CAP = "/apis/capabilities.3scale.net/v1beta1"
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
-    """Poll a condition with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class KubeLab:
