@@ -18,14 +18,24 @@ description:
   - Returns the production and staging gateway URLs, the latest staging and production proxy
     configuration versions, whether staging is ahead of production, and the product's plans.
   - A product that does not exist is not an error; RV(exists) is V(false) so roles can branch on it.
+  - With O(products), reads several products in one run (one listing of the services for all the
+    system names, then the proxy, configuration versions and plans of each product found) and
+    returns them in RV(products), in the order given.
 author:
   - Models-as-a-Service automation maintainers (@maas-threescale)
 options:
   product:
     description:
       - System name (for example C(granite-3dot2-8b-instruct)) or numeric id of the product.
+      - Exactly one of O(product) and O(products) is required.
     type: str
-    required: true
+  products:
+    description:
+      - System names or numeric ids of several products, read in one module run.
+      - The result is RV(products); the top-level keys then describe nothing.
+    type: list
+    elements: str
+    version_added: 1.0.0
 extends_documentation_fragment:
   - maas.threescale.threescale
   - maas.threescale.threescale.INFO_ATTRIBUTES
@@ -41,9 +51,22 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "Production {{ granite.production_version }} is behind staging {{ granite.staging_version }}"
   when: granite.exists and granite.promotion_due
+
+- name: Read every model's product in one run
+  maas.threescale.threescale_product_info:
+    products: [granite-3dot2-8b-instruct, tinyllama]
+  register: catalog
 """
 
 RETURN = r"""
+products:
+  description:
+    - With O(products), one entry per product given, in that order, each with the keys below
+      (RV(exists) … RV(service_plans)) and C(product), the name or id it was asked for.
+  returned: when O(products) is given
+  type: list
+  elements: dict
+  sample: [{"product": "tinyllama", "exists": true, "id": 7, "production_version": 2, "staging_version": 2}]
 exists:
   description: Whether the product exists. All other keys are null or empty when it does not.
   returned: always
@@ -156,33 +179,52 @@ def latest_version(client, service_id, env):
     return ((data or {}).get("proxy_config") or {}).get("version")
 
 
-def read_product(module):
-    client = module.client
-    empty = dict(changed=False, exists=False, id=None, name=None, system_name=None, state=None, backend_version=None,
-                 endpoint=None, sandbox_endpoint=None, staging_version=None, production_version=None,
-                 promotion_due=False, application_plans=[], service_plans=[])
-    service = client.find_product(module.params["product"])
+EMPTY = dict(exists=False, id=None, name=None, system_name=None, state=None, backend_version=None,
+             endpoint=None, sandbox_endpoint=None, staging_version=None, production_version=None,
+             promotion_due=False, application_plans=[], service_plans=[])
+
+
+def describe(client, service):
+    """What the module returns for one product (``service`` as porta lists it, or None)."""
     if not service:
-        return empty
+        return dict(EMPTY)
     sid = service["id"]
     proxy = (client.get("/services/%s/proxy.json" % sid, expected_404=True) or {}).get("proxy") or {}
     staging = latest_version(client, sid, "sandbox")
     production = latest_version(client, sid, "production")
     app_plans = client.list("/services/%s/application_plans.json" % sid, "plans", "application_plan")
     svc_plans = client.list("/services/%s/service_plans.json" % sid, "plans", "service_plan")
-    result = dict(empty, exists=True, id=sid, name=service.get("name"), system_name=service.get("system_name"),
-                  state=service.get("state"), backend_version=service.get("backend_version"),
-                  endpoint=proxy.get("endpoint"), sandbox_endpoint=proxy.get("sandbox_endpoint"),
-                  staging_version=staging, production_version=production,
-                  promotion_due=staging is not None and (production is None or staging > production),
-                  application_plans=[plan_summary(p) for p in app_plans],
-                  service_plans=[plan_summary(p) for p in svc_plans])
-    return result
+    return dict(EMPTY, exists=True, id=sid, name=service.get("name"), system_name=service.get("system_name"),
+                state=service.get("state"), backend_version=service.get("backend_version"),
+                endpoint=proxy.get("endpoint"), sandbox_endpoint=proxy.get("sandbox_endpoint"),
+                staging_version=staging, production_version=production,
+                promotion_due=staging is not None and (production is None or staging > production),
+                application_plans=[plan_summary(p) for p in app_plans],
+                service_plans=[plan_summary(p) for p in svc_plans])
+
+
+def read_product(module):
+    return dict(describe(module.client, module.client.find_product(module.params["product"])), changed=False)
+
+
+def read_products(module):
+    """Several products: one paginated listing resolves every system name; ids are read directly."""
+    client = module.client
+    wanted = [str(p).strip() for p in module.params["products"]]
+    by_system_name = {}
+    if any(not p.isdigit() for p in wanted):
+        by_system_name = dict((s.get("system_name"), s) for s in client.paginate("/services.json", "services", "service"))
+    products = []
+    for ident in wanted:
+        service = client.find_product(ident) if ident.isdigit() else by_system_name.get(ident)
+        products.append(dict(describe(client, service), product=ident))
+    return dict(EMPTY, changed=False, products=products)
 
 
 def main():
-    module = ThreescaleModule(argument_spec=dict(product=dict(type="str", required=True)))
-    module.run(lambda: read_product(module))
+    module = ThreescaleModule(argument_spec=dict(product=dict(type="str"), products=dict(type="list", elements="str")),
+                              mutually_exclusive=[("product", "products")], required_one_of=[("product", "products")])
+    module.run(lambda: read_products(module) if module.params["products"] is not None else read_product(module))
 
 
 if __name__ == "__main__":
