@@ -35,7 +35,6 @@ options:
       - The result is RV(products); the top-level keys then describe nothing.
     type: list
     elements: str
-    version_added: 1.0.0
 extends_documentation_fragment:
   - maas.threescale.threescale
   - maas.threescale.threescale.INFO_ATTRIBUTES
