@@ -186,6 +186,7 @@ class LeaseApi:
         self.requests = 0
         self.writes = 0
         self.retried = 0
+        self.retry_log = []
 
     def path(self, name=None):
         base = "/apis/coordination.k8s.io/v1/namespaces/%s/leases" % self.namespace
@@ -193,8 +194,11 @@ class LeaseApi:
 
     def call(self, method, path, body=None, content_type=None):
         """(status, body, ambiguous): ambiguous is True when an earlier attempt of this request got
-        no answer or a 5xx, so it may have been carried out."""
+        no answer or a 5xx, so it may have been carried out. Every retry is noted in self.retry_log."""
         ambiguous = False
+        what = "%s %s" % (method, path)
+        if method == "POST" and isinstance(body, dict):
+            what += " (Lease %s)" % ((body.get("metadata") or {}).get("name"))
         attempt = 0
         while True:
             attempt += 1
@@ -209,12 +213,17 @@ class LeaseApi:
                                      % (method, path, attempt, e))
                 ambiguous = True
                 self.retried += 1
+                self.retry_log.append("%s got no answer (%s); retried (attempt %d of %d)"
+                                      % (what, e, attempt + 1, self.retries + 1))
                 self.sleep(self.retry_delay)
                 continue
             if status in TRANSIENT_STATUS and attempt <= self.retries:
                 ambiguous = ambiguous or status != 429
                 self.retried += 1
-                self.sleep(retry_after(headers, self.retry_delay))
+                delay = retry_after(headers, self.retry_delay)
+                self.retry_log.append("%s answered %s; retried in %s s (attempt %d of %d)"
+                                      % (what, status_message(status, data), delay, attempt + 1, self.retries + 1))
+                self.sleep(delay)
                 continue
             return status, data, ambiguous
 

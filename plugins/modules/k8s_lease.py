@@ -251,6 +251,11 @@ requests:
   description: Kubernetes API requests made by this task (retries included, connection set-up excluded).
   returned: always
   type: int
+retried:
+  description: One line per request retried after a 429, a 5xx or no answer (also shown as a warning).
+  returned: always
+  type: list
+  elements: str
 reason:
   description:
     - Why the task failed, V(held_by_other) (a Lease stayed held by another live holder), V(lost) (a Lease
@@ -259,6 +264,10 @@ reason:
   type: str
 holder_seen:
   description: The holder of the Lease that made the task fail, when known.
+  returned: failure
+  type: str
+lease_name:
+  description: The name of the Lease that made the task fail, when known.
   returned: failure
   type: str
 """
@@ -370,56 +379,57 @@ def main():
     held = p["held"]
     if p["names"] and p["state"] != "acquired":
         held = [h for h in held if h["name"] in p["names"]]
-    result = dict(changed=False, held=[], leases=[], waited=0.0, requests=0)
-    reason = "error"
-    try:
-        if p["state"] == "acquired":
-            if module.check_mode:
-                result["leases"] = locker.plan(p["names"])
-                result["changed"] = any(e["action"] != "wait" for e in result["leases"])
-            else:
-                reason = "held_by_other"
-                result["leases"] = locker.acquire(p["names"], p["wait_timeout"], p["poll_interval"])
-                result["changed"] = bool(result["leases"])
-                result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
-        elif p["state"] == "renewed":
-            if module.check_mode:
-                result["leases"] = [{"name": h["name"], "action": "renewed"} for h in held]
-                result["held"] = held
-            else:
-                result["leases"] = locker.renew(held)
-                result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
-                if locker.lost:
-                    result["requests"] = api.requests
-                    module.fail_json(msg=" ".join(e.msg for e in locker.lost) + (
-                        " Fix: run again (the run converges); raise lease_duration when one run needs longer than "
-                        "%s s." % p["lease_duration"]), reason="lost", holder_seen=locker.lost[0].details.get("holder"),
-                        **result)
-            result["changed"] = bool(held)
-        else:
-            if module.check_mode:
-                result["leases"] = [{"name": h["name"], "action": "released"} for h in held]
-                result["changed"] = bool(held)
-            else:
-                result["leases"] = locker.release(held)
-                result["changed"] = any(e["action"] == "released" for e in result["leases"])
-            remaining = set(e["name"] for e in result["leases"])
-            result["held"] = [h for h in p["held"] if h["name"] not in remaining]
-    except LeaseError as e:
+    result = dict(changed=False, held=[], leases=[], waited=0.0, requests=0, retried=[])
+
+    def finish(failure=None, **extra):
         result["requests"] = api.requests
-        if reason == "held_by_other" and not e.details.get("holder"):
-            reason = "error"
-        released = [h["name"] for h in locker.report]
-        extra = ""
-        if reason == "held_by_other":
-            extra = (" This task holds no Lease now%s. Fix: wait for that run to end and run again, or raise "
-                     "wait_timeout (now %s s)." % (
-                         " (it released %s)" % ", ".join(released) if released else "", p["wait_timeout"]))
-        module.fail_json(msg=e.msg + extra, reason=reason, holder_seen=e.details.get("holder"),
-                         **dict((k, v) for k, v in result.items() if k != "held"))
-    result["requests"] = api.requests
-    result["waited"] = round(sum(e.get("waited", 0.0) for e in result["leases"]), 3)
-    module.exit_json(**result)
+        result["retried"] = api.retry_log
+        result["waited"] = round(sum(e.get("waited", 0.0) for e in result["leases"]), 3)
+        for line in api.retry_log:
+            module.warn("Kubernetes API request retried: " + line)
+        if failure:
+            module.fail_json(msg=failure, **dict(result, **extra))
+        module.exit_json(**result)
+
+    try:
+        if p["state"] == "acquired" and module.check_mode:
+            result["leases"] = locker.plan(p["names"])
+            result["changed"] = any(e["action"] != "wait" for e in result["leases"])
+        elif p["state"] == "acquired":
+            try:
+                result["leases"] = locker.acquire(p["names"], p["wait_timeout"], p["poll_interval"])
+            except LeaseError as e:
+                if not e.details.get("holder"):
+                    raise
+                released = [entry["name"] for entry in locker.report]
+                result["leases"] = locker.report
+                finish("%s This task holds no Lease now%s. Fix: wait for that run to end and run again, or raise "
+                       "wait_timeout (now %s s)." % (e.msg, " (it released %s)" % ", ".join(released) if released else "",
+                                                     p["wait_timeout"]),
+                       reason="held_by_other", holder_seen=e.details.get("holder"), lease_name=e.details.get("name"))
+            result["changed"] = bool(result["leases"])
+            result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
+        elif module.check_mode:
+            result["leases"] = [{"name": h["name"], "action": p["state"]} for h in held]
+            result["changed"] = bool(held)
+            result["held"] = held if p["state"] == "renewed" else [h for h in p["held"] if h not in held]
+        elif p["state"] == "renewed":
+            result["leases"] = locker.renew(held)
+            result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
+            result["changed"] = bool(result["leases"])
+            if locker.lost:
+                finish(" ".join(e.msg for e in locker.lost) + (
+                    " Fix: run again (the run converges); raise lease_duration when one run needs longer than %s s."
+                    % p["lease_duration"]), reason="lost", holder_seen=locker.lost[0].details.get("holder"),
+                    lease_name=locker.lost[0].details.get("name"))
+        else:
+            result["leases"] = locker.release(held)
+            result["changed"] = any(e["action"] == "released" for e in result["leases"])
+            done = set(e["name"] for e in result["leases"])
+            result["held"] = [h for h in p["held"] if h["name"] not in done]
+    except LeaseError as e:
+        finish(e.msg, reason="error", holder_seen=e.details.get("holder"), lease_name=e.details.get("name"))
+    finish()
 
 
 if __name__ == "__main__":
