@@ -40,11 +40,11 @@ def test_check_mode_new_changed_unchanged_and_offboard(lab_env, tmp_path):
 
     proc, times["new"] = dry(lab_env, "onboard_model", {"maas_models": [model]})
     out = proc.stdout
-    assert recap(proc)["changed"] >= 5  # Backend, Product, Secret, ActiveDoc, ProxyConfigPromote
+    assert recap(proc)["changed"] >= 4  # Backend, Product, Secret + ActiveDoc (one call), ProxyConfigPromote
     for kind in ("kind: Backend", "kind: Product", "kind: ActiveDoc", "kind: ProxyConfigPromote"):
         assert kind in out or f'"kind": "{kind.split()[1]}"' in out, kind
     assert f"product {name} does not exist yet; a real run would subscribe user2" in out
-    assert "Poll until ready" not in out  # check mode never waits
+    assert "Wait for the CRs to be ready or rejected" not in out  # check mode never waits
 
     real, _seconds = playbook(lab_env, "onboard_model", {"maas_models": [model]})
     assert real.returncode == 0, real.stdout[-5000:]
@@ -57,7 +57,7 @@ def test_check_mode_new_changed_unchanged_and_offboard(lab_env, tmp_path):
     out = proc.stdout
     assert recap(proc)["changed"] >= 3, out[-5000:]
     assert "+        - metric: hits" in out or '"value": 9' in out or "value: 9" in out, out[-8000:]
-    assert task_changed(out, "Create the ProxyConfigPromote CR (attempt 1)")  # the promotion it would do
+    assert task_changed(out, "Apply the CRs in one call ProxyConfigPromote")  # the promotion it would do
     assert task_changed(out, "Ensure one application per account on the product")  # user3's application
 
     proc, times["offboard"] = dry(lab_env, "offboard_model", {"maas_models": [{"name": name, "accounts": ["user2"]}]})
