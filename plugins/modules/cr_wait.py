@@ -12,7 +12,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: cr_wait
 short_description: Wait for 3scale operator CRs to be ready, watching them
-version_added: 1.1.0
+version_added: 1.0.0
 description:
   - Waits until every CR of a list (one or many; mixed kinds and namespaces) is ready as the 3scale
     operator defines it, or has failed for good, and returns each one's outcome.
