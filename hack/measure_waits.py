@@ -120,8 +120,8 @@ def manifests(name: str, ns: str, model_url: str) -> list[dict]:
         {"apiVersion": API, "kind": "Product", "metadata": meta, "spec": {
             "name": name, "systemName": name, "backendUsages": {name: {"path": "/"}},
             "mappingRules": [{"httpMethod": "POST", "pattern": "/v1/completions", "metricMethodRef": "hits", "increment": 1}],
-            "deployment": {"apicastHosted": {"authentication": {"userkey": {"authUserKey": "Authorization",
-                                                                                "credentials": "authorization"}}}}}},
+            "deployment": {"apicastHosted": {"authentication": {"userkey": {
+                "authUserKey": "Authorization", "credentials": "authorization"}}}}}},
         {"apiVersion": API, "kind": "ActiveDoc", "metadata": meta, "spec": {
             "name": name, "productSystemName": name, "activeDocOpenAPIRef": {"secretRef": {"name": "bench-openapi", "namespace": ns}}}},
         {"apiVersion": API, "kind": "ProxyConfigPromote", "metadata": meta,
