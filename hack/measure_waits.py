@@ -168,7 +168,7 @@ def run_wait(lab: LabHandle, resources: list[dict], apply: list[dict] | None = N
             time.sleep(0.05)
         applied_at = time.time()
         kubectl_apply(lab, apply)
-    stdout, _ = proc.communicate(timeout=timeout + 120)
+    stdout = proc.communicate(timeout=timeout + 120)[0]
     result = json.loads(out_file.read_text()) if out_file.exists() else {}
     ends = [json.loads(line) for line in times_file.read_text().splitlines()] if times_file.exists() else []
     result["task_end"] = next((e["end"] for e in ends if e["task"] == "cr_wait"), None)

@@ -119,9 +119,15 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Returns at once with state C(skipped), unless O(wait_in_check_mode=true).
+    description: Changes nothing; returns at once with state C(skipped), unless O(wait_in_check_mode=true).
   diff_mode:
     support: none
+    description: Read-only module, nothing to diff.
+  action_group:
+    description: Use C(group/maas.threescale.k8s) in C(module_defaults) to set the connection options.
+    support: full
+    membership:
+      - maas.threescale.k8s
 notes:
   - The connection options are those of kubernetes.core (same names, same environment variables);
     set them for both with C(module_defaults) of C(group/kubernetes.core.k8s) and C(group/maas.threescale.k8s).
@@ -352,9 +358,8 @@ def _fast_exit():
     """Skip the collection of every object at interpreter shutdown: the kubernetes client's thousands of
     model classes take 0.1-0.2 s to tear down, a delay added to every wait. gc.freeze() (Python 3.7+)
     moves them out of the collector's reach; the process ends right after anyway."""
-    freeze = getattr(gc, "freeze", None)
-    if freeze:
-        freeze()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
 
 
 def main():
