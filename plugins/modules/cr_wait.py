@@ -227,6 +227,7 @@ api:
 
 import gc
 import json
+import threading
 import time
 import traceback
 
@@ -272,8 +273,13 @@ class KubeSource(object):
         self.k8s = k8s                 # kubernetes.core K8SClient
         self.dynamic = k8s.client      # kubernetes.dynamic.DynamicClient
         self.paths = {}
+        self.lock = threading.Lock()  # discovery (and its cache file) is not meant for concurrent use
 
     def _path(self, group):
+        with self.lock:
+            return self._resolve(group)
+
+    def _resolve(self, group):
         if group not in self.paths:
             api_version, kind, namespace = group
             try:
