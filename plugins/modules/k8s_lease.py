@@ -1,0 +1,437 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: k8s_lease
+short_description: Acquire, renew or release several Kubernetes Leases in one task
+version_added: 1.1.0
+description:
+  - Serialises runs with C(coordination.k8s.io/v1) Leases, the way client-go's leader election does
+    (C(tools/leaderelection)), for a whole list of Lease names in one module run.
+  - "O(state=acquired): each name, in sorted order (two runs asking for overlapping lists never deadlock),
+    is created (an C(AlreadyExists) answer means another run was first: read again), or, when it exists
+    and is free, expired (C(renewTime) + C(leaseDurationSeconds) in the past) or held by O(holder),
+    updated at the C(resourceVersion) read (a C(Conflict) answer means another run was first: read again).
+    A Lease held by another live holder is polled inside this module run until it is released or
+    expires, for at most O(wait_timeout) seconds; Leases already taken are renewed meanwhile when half
+    their duration has passed. When one name cannot be had, the Leases this run took are released and
+    the task fails naming the holder."
+  - "O(state=renewed): sets C(renewTime) of each Lease in O(held) with a merge patch carrying the
+    C(resourceVersion) this run wrote (a precondition): the task fails when another run took a Lease over."
+  - "O(state=released): deletes each Lease in O(held) with C(uid) and C(resourceVersion) preconditions,
+    so a Lease that expired and was taken by another run is left alone (reported, not an error)."
+  - Answers 429 (waiting for C(Retry-After)), 500, 502, 503, 504 and requests that got no answer are
+    retried O(retries) times.
+  - "Cost: acquiring N free names takes 2 requests per name (read, create); renewing and releasing 1 each."
+author:
+  - Models-as-a-Service automation maintainers (@maas-threescale)
+requirements:
+  - kubernetes.core collection (its API client and kubeconfig handling)
+  - kubernetes >= 24.2.0 (Python)
+options:
+  names:
+    description:
+      - Names of the Leases to acquire. With O(state=renewed) or O(state=released), names of the Leases of
+        O(held) to handle (default all of them).
+    type: list
+    elements: str
+    default: []
+  namespace:
+    description:
+      - Namespace of the Leases.
+    type: str
+    required: true
+  state:
+    description:
+      - V(acquired) takes the Leases, V(renewed) renews the ones this run holds, V(released) deletes them.
+    type: str
+    choices: [acquired, renewed, released]
+    default: acquired
+  holder:
+    description:
+      - C(holderIdentity) this run writes. A Lease already held by this identity is taken over at once, so
+        give each run its own identity unless it must take over the Lease of a killed run of the same job.
+      - Required with O(state=acquired) and O(state=renewed).
+    type: str
+  lease_duration:
+    description:
+      - C(leaseDurationSeconds) written to the Leases; another run takes a Lease over once it was not renewed
+        for that long.
+    type: int
+    default: 900
+  wait_timeout:
+    description:
+      - Seconds to wait, in all, for Leases held by other live holders (O(state=acquired)).
+    type: float
+    default: 900
+  poll_interval:
+    description:
+      - Seconds between two reads of a Lease held by another holder (shorter when it expires sooner).
+    type: float
+    default: 1.0
+  held:
+    description:
+      - The Leases this run holds, as returned in RV(held) by the acquiring task (O(state=renewed) and
+        O(state=released)).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Lease name.
+        type: str
+        required: true
+      uid:
+        description: C(metadata.uid) of the Lease this run wrote.
+        type: str
+      resource_version:
+        description: C(metadata.resourceVersion) of the Lease this run last wrote.
+        type: str
+        required: true
+  retries:
+    description:
+      - How many times one request is retried after a 429, 500, 502, 503, 504 or no answer.
+    type: int
+    default: 5
+  retry_delay:
+    description:
+      - Seconds between two attempts of one request (a C(Retry-After) header wins, up to 30 seconds).
+    type: float
+    default: 2.0
+  kubeconfig:
+    description:
+      - Path to a kubeconfig file, or its content as a dictionary. Default C(~/.kube/config), or
+        E(K8S_AUTH_KUBECONFIG).
+    type: raw
+  context:
+    description:
+      - Context of the kubeconfig to use. Default the current context, or E(K8S_AUTH_CONTEXT).
+    type: str
+  host:
+    description:
+      - URL of the Kubernetes API server, or E(K8S_AUTH_HOST).
+    type: str
+  api_key:
+    description:
+      - Bearer token, or E(K8S_AUTH_API_KEY).
+    type: str
+  username:
+    description:
+      - User name for basic authentication, or E(K8S_AUTH_USERNAME).
+    type: str
+  password:
+    description:
+      - Password for basic authentication, or E(K8S_AUTH_PASSWORD).
+    type: str
+  validate_certs:
+    description:
+      - Whether to verify the API server's certificate, or E(K8S_AUTH_VERIFY_SSL).
+    type: bool
+    aliases: [verify_ssl]
+  ca_cert:
+    description:
+      - CA certificate file of the API server, or E(K8S_AUTH_SSL_CA_CERT).
+    type: path
+    aliases: [ssl_ca_cert]
+  client_cert:
+    description:
+      - Client certificate file, or E(K8S_AUTH_CERT_FILE).
+    type: path
+    aliases: [cert_file]
+  client_key:
+    description:
+      - Client key file, or E(K8S_AUTH_KEY_FILE).
+    type: path
+    aliases: [key_file]
+  proxy:
+    description:
+      - HTTP proxy URL, or E(K8S_AUTH_PROXY).
+    type: str
+  no_proxy:
+    description:
+      - Hosts to reach without the proxy, comma separated, or E(K8S_AUTH_NO_PROXY).
+    type: str
+  proxy_headers:
+    description:
+      - Headers for the proxy.
+    type: dict
+    suboptions:
+      proxy_basic_auth:
+        description: Colon-separated user name and password for the proxy.
+        type: str
+      basic_auth:
+        description: Colon-separated user name and password for basic authentication.
+        type: str
+      user_agent:
+        description: User-Agent header.
+        type: str
+  persist_config:
+    description:
+      - Whether to write a refreshed token back into the kubeconfig, or E(K8S_AUTH_PERSIST_CONFIG).
+    type: bool
+  impersonate_user:
+    description:
+      - User name to impersonate, or E(K8S_AUTH_IMPERSONATE_USER).
+    type: str
+  impersonate_groups:
+    description:
+      - Groups to impersonate, or E(K8S_AUTH_IMPERSONATE_GROUPS) (comma separated).
+    type: list
+    elements: str
+notes:
+  - The connection options are those of kubernetes.core's modules, with the same E(K8S_AUTH_*) fallbacks;
+    the module uses kubernetes.core's API client. In the action group C(maas.threescale.k8s), so
+    C(module_defaults) for C(group/maas.threescale.k8s) apply.
+  - Check mode reads the Leases and reports in RV(leases) what a real run would do; it writes nothing.
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; RV(leases) says what would be done.
+  diff_mode:
+    support: none
+    description: Not supported.
+"""
+
+EXAMPLES = r"""
+- name: Take the onboarding Leases of ten models in one task
+  maas.threescale.k8s_lease:
+    names: "{{ models | map(attribute='name') | map('regex_replace', '^', 'maas-onboard-') | list }}"
+    namespace: 3scale
+    holder: "maas.threescale/{{ tower_job_id | default('cli') }}"
+    lease_duration: 900
+    wait_timeout: 600
+  register: locks
+
+- name: Renew them before a long phase
+  maas.threescale.k8s_lease:
+    state: renewed
+    namespace: 3scale
+    holder: "maas.threescale/{{ tower_job_id | default('cli') }}"
+    held: "{{ locks.held }}"
+  register: locks
+
+- name: Release them
+  maas.threescale.k8s_lease:
+    state: released
+    namespace: 3scale
+    held: "{{ locks.held }}"
+"""
+
+RETURN = r"""
+held:
+  description:
+    - The Leases this run holds after the task, for O(held) of the next task (empty after O(state=released)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "maas-onboard-granite", "uid": "5c1f...", "resource_version": "1234"}]
+leases:
+  description:
+    - One entry per Lease handled, in the order handled. C(action) is V(create), V(take_free),
+      V(take_expired) or V(take_own) (acquired, or in check mode would be), V(wait) (in check mode, held
+      by another live holder), V(renewed), V(released), V(gone) (already deleted) or V(not_ours)
+      (not released, another run holds it now).
+    - C(holder_seen) is the holder found before writing, C(waited) the seconds waited for it, C(lease)
+      the Lease as written.
+  returned: always
+  type: list
+  elements: dict
+waited:
+  description: Seconds spent waiting for Leases held by others.
+  returned: always
+  type: float
+requests:
+  description: Kubernetes API requests made by this task (retries included, connection set-up excluded).
+  returned: always
+  type: int
+retried:
+  description: One line per request retried after a 429, a 5xx or no answer (also shown as a warning).
+  returned: always
+  type: list
+  elements: str
+reason:
+  description:
+    - Why the task failed, V(held_by_other) (a Lease stayed held by another live holder), V(lost) (a Lease
+      to renew was taken over or deleted) or V(error).
+  returned: failure
+  type: str
+holder_seen:
+  description: The holder of the Lease that made the task fail, when known.
+  returned: failure
+  type: str
+lease_name:
+  description: The name of the Lease that made the task fail, when known.
+  returned: failure
+  type: str
+"""
+
+import json
+import ssl
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_lease import (
+    LeaseApi,
+    LeaseError,
+    LeaseLocker,
+    TransientError,
+    held_entry,
+)
+
+K8S_IMP_ERR = None
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    from kubernetes.dynamic.exceptions import DynamicApiError
+    import urllib3.exceptions
+except ImportError:
+    K8S_IMP_ERR = traceback.format_exc()
+
+AUTH_OPTIONS = ("kubeconfig", "context", "host", "api_key", "username", "password", "validate_certs", "ca_cert",
+                "client_cert", "client_key", "proxy", "no_proxy", "proxy_headers", "persist_config",
+                "impersonate_user", "impersonate_groups")
+REQUEST_TIMEOUT = 60
+
+
+def argument_spec():
+    return dict(
+        names=dict(type="list", elements="str", default=[]),
+        namespace=dict(type="str", required=True),
+        state=dict(type="str", choices=["acquired", "renewed", "released"], default="acquired"),
+        holder=dict(type="str"),
+        lease_duration=dict(type="int", default=900),
+        wait_timeout=dict(type="float", default=900),
+        poll_interval=dict(type="float", default=1.0),
+        held=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True), uid=dict(type="str"),
+            resource_version=dict(type="str", required=True))),
+        retries=dict(type="int", default=5),
+        retry_delay=dict(type="float", default=2.0),
+        kubeconfig=dict(type="raw", no_log=True),
+        context=dict(type="str"),
+        host=dict(type="str"),
+        api_key=dict(type="str", no_log=True),
+        username=dict(type="str"),
+        password=dict(type="str", no_log=True),
+        validate_certs=dict(type="bool", aliases=["verify_ssl"]),
+        ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
+        client_cert=dict(type="path", aliases=["cert_file"]),
+        client_key=dict(type="path", aliases=["key_file"], no_log=False),
+        proxy=dict(type="str"),
+        no_proxy=dict(type="str"),
+        proxy_headers=dict(type="dict", options=dict(
+            proxy_basic_auth=dict(type="str", no_log=True), basic_auth=dict(type="str", no_log=True),
+            user_agent=dict(type="str"))),
+        persist_config=dict(type="bool"),
+        impersonate_user=dict(type="str"),
+        impersonate_groups=dict(type="list", elements="str"),
+    )
+
+
+class Transport:
+    """(method, path, body, content type) -> (status, body, headers) over kubernetes.core's client.
+    The client (and its discovery cache) is made on the first request, inside the retry loop."""
+
+    def __init__(self, params):
+        self.auth = dict((k, params[k]) for k in AUTH_OPTIONS if params.get(k) is not None)
+        self.client = None
+
+    def __call__(self, method, path, body, content_type):
+        try:
+            if self.client is None:
+                try:
+                    self.client = get_api_client(**self.auth).client
+                except (DynamicApiError, urllib3.exceptions.HTTPError, OSError):
+                    raise
+                except Exception as e:  # kubeconfig or credentials unusable: CoreException, ConfigException
+                    raise LeaseError("Could not create the Kubernetes API client: %s" % e)
+            data = self.client.request(method, path, body=body, content_type=content_type,
+                                       serializer=lambda _client, obj: obj, _request_timeout=REQUEST_TIMEOUT)
+            return (201 if method == "POST" else 200), data, {}
+        except DynamicApiError as e:
+            try:
+                data = json.loads(e.body)
+            except (TypeError, ValueError):
+                data = e.body
+            return e.status, data, dict(e.headers or {})
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            cause = getattr(e, "reason", e)
+            if isinstance(cause, (urllib3.exceptions.SSLError, ssl.SSLError)) or isinstance(e, ssl.SSLError):
+                raise LeaseError("The Kubernetes API server's certificate is not trusted (set ca_cert or "
+                                 "K8S_AUTH_SSL_CA_CERT): %s" % e)
+            raise TransientError(str(e))
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[("state", "acquired", ("holder",)), ("state", "renewed", ("holder",))])
+    if K8S_IMP_ERR:
+        module.fail_json(msg=missing_required_lib("kubernetes.core and kubernetes"), exception=K8S_IMP_ERR)
+    p = module.params
+    api = LeaseApi(Transport(p), p["namespace"], retries=p["retries"], retry_delay=p["retry_delay"])
+    locker = LeaseLocker(api, p["holder"], p["lease_duration"])
+    held = p["held"]
+    if p["names"] and p["state"] != "acquired":
+        held = [h for h in held if h["name"] in p["names"]]
+    result = dict(changed=False, held=[], leases=[], waited=0.0, requests=0, retried=[])
+
+    def finish(failure=None, **extra):
+        result["requests"] = api.requests
+        result["retried"] = api.retry_log
+        result["waited"] = round(sum(e.get("waited", 0.0) for e in result["leases"]), 3)
+        for line in api.retry_log:
+            module.warn("Kubernetes API request retried: " + line)
+        if failure:
+            module.fail_json(msg=failure, **dict(result, **extra))
+        module.exit_json(**result)
+
+    try:
+        if p["state"] == "acquired" and module.check_mode:
+            result["leases"] = locker.plan(p["names"])
+            result["changed"] = any(e["action"] != "wait" for e in result["leases"])
+        elif p["state"] == "acquired":
+            try:
+                result["leases"] = locker.acquire(p["names"], p["wait_timeout"], p["poll_interval"])
+            except LeaseError as e:
+                if not e.details.get("holder"):
+                    raise
+                released = [entry["name"] for entry in locker.report]
+                result["leases"] = locker.report
+                finish("%s This task holds no Lease now%s. Fix: wait for that run to end and run again, or raise "
+                       "wait_timeout (now %s s)." % (e.msg, " (it released %s)" % ", ".join(released) if released else "",
+                                                     p["wait_timeout"]),
+                       reason="held_by_other", holder_seen=e.details.get("holder"), lease_name=e.details.get("name"))
+            result["changed"] = bool(result["leases"])
+            result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
+        elif module.check_mode:
+            result["leases"] = [{"name": h["name"], "action": p["state"]} for h in held]
+            result["changed"] = bool(held)
+            result["held"] = held if p["state"] == "renewed" else [h for h in p["held"] if h not in held]
+        elif p["state"] == "renewed":
+            result["leases"] = locker.renew(held)
+            result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
+            result["changed"] = bool(result["leases"])
+            if locker.lost:
+                finish(" ".join(e.msg for e in locker.lost) + (
+                    " Fix: run again (the run converges); raise lease_duration when one run needs longer than %s s."
+                    % p["lease_duration"]), reason="lost", holder_seen=locker.lost[0].details.get("holder"),
+                    lease_name=locker.lost[0].details.get("name"))
+        else:
+            result["leases"] = locker.release(held)
+            result["changed"] = any(e["action"] == "released" for e in result["leases"])
+            done = set(e["name"] for e in result["leases"])
+            result["held"] = [h for h in p["held"] if h["name"] not in done]
+    except LeaseError as e:
+        finish(e.msg, reason="error", holder_seen=e.details.get("holder"), lease_name=e.details.get("name"))
+    finish()
+
+
+if __name__ == "__main__":
+    main()
