@@ -120,8 +120,8 @@ def manifests(name: str, ns: str, model_url: str) -> list[dict]:
         {"apiVersion": API, "kind": "Product", "metadata": meta, "spec": {
             "name": name, "systemName": name, "backendUsages": {name: {"path": "/"}},
             "mappingRules": [{"httpMethod": "POST", "pattern": "/v1/completions", "metricMethodRef": "hits", "increment": 1}],
-            "deployment": {"apicastHosted": {"authentication": {"userkey": {"authUserKey": "Authorization",
-                                                                                "credentials": "authorization"}}}}}},
+            "deployment": {"apicastHosted": {"authentication": {"userkey": {
+                "authUserKey": "Authorization", "credentials": "authorization"}}}}}},
         {"apiVersion": API, "kind": "ActiveDoc", "metadata": meta, "spec": {
             "name": name, "productSystemName": name, "activeDocOpenAPIRef": {"secretRef": {"name": "bench-openapi", "namespace": ns}}}},
         {"apiVersion": API, "kind": "ProxyConfigPromote", "metadata": meta,
@@ -168,7 +168,7 @@ def run_wait(lab: LabHandle, resources: list[dict], apply: list[dict] | None = N
             time.sleep(0.05)
         applied_at = time.time()
         kubectl_apply(lab, apply)
-    stdout, _ = proc.communicate(timeout=timeout + 120)
+    stdout = proc.communicate(timeout=timeout + 120)[0]
     result = json.loads(out_file.read_text()) if out_file.exists() else {}
     ends = [json.loads(line) for line in times_file.read_text().splitlines()] if times_file.exists() else []
     result["task_end"] = next((e["end"] for e in ends if e["task"] == "cr_wait"), None)

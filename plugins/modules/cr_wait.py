@@ -12,7 +12,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: cr_wait
 short_description: Wait for 3scale operator CRs to be ready, watching them
-version_added: 1.1.0
+version_added: 1.0.0
 description:
   - Waits until every CR of a list (one or many; mixed kinds and namespaces) is ready as the 3scale
     operator defines it, or has failed for good, and returns each one's outcome.
@@ -119,9 +119,15 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Returns at once with state C(skipped), unless O(wait_in_check_mode=true).
+    description: Changes nothing; returns at once with state C(skipped), unless O(wait_in_check_mode=true).
   diff_mode:
     support: none
+    description: Read-only module, nothing to diff.
+  action_group:
+    description: Use C(group/maas.threescale.k8s) in C(module_defaults) to set the connection options.
+    support: full
+    membership:
+      - maas.threescale.k8s
 notes:
   - The connection options are those of kubernetes.core (same names, same environment variables);
     set them for both with C(module_defaults) of C(group/kubernetes.core.k8s) and C(group/maas.threescale.k8s).
@@ -221,6 +227,7 @@ api:
 
 import gc
 import json
+import threading
 import time
 import traceback
 
@@ -266,8 +273,13 @@ class KubeSource(object):
         self.k8s = k8s                 # kubernetes.core K8SClient
         self.dynamic = k8s.client      # kubernetes.dynamic.DynamicClient
         self.paths = {}
+        self.lock = threading.Lock()  # discovery (and its cache file) is not meant for concurrent use
 
     def _path(self, group):
+        with self.lock:
+            return self._resolve(group)
+
+    def _resolve(self, group):
         if group not in self.paths:
             api_version, kind, namespace = group
             try:
@@ -352,9 +364,8 @@ def _fast_exit():
     """Skip the collection of every object at interpreter shutdown: the kubernetes client's thousands of
     model classes take 0.1-0.2 s to tear down, a delay added to every wait. gc.freeze() (Python 3.7+)
     moves them out of the collector's reach; the process ends right after anyway."""
-    freeze = getattr(gc, "freeze", None)
-    if freeze:
-        freeze()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
 
 
 def main():

@@ -236,10 +236,11 @@ held:
 leases:
   description:
     - One entry per Lease handled, in the order handled. C(action) is V(create), V(take_free),
-      V(take_expired) or V(take_own) (acquired, or in check mode would be), V(wait) (check mode: held
+      V(take_expired) or V(take_own) (acquired, or in check mode would be), V(wait) (in check mode, held
       by another live holder), V(renewed), V(released), V(gone) (already deleted) or V(not_ours)
-      (not released: another run holds it now). C(holder_seen) is the holder found before writing,
-      C(waited) the seconds waited for it, C(lease) the Lease as written.
+      (not released, another run holds it now).
+    - C(holder_seen) is the holder found before writing, C(waited) the seconds waited for it, C(lease)
+      the Lease as written.
   returned: always
   type: list
   elements: dict

@@ -8,6 +8,7 @@ resourceVersion read to take over), kubernetes pkg/registry/coordination/lease/s
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,8 @@ from dryrun_helpers import playbook
 from test_modules import Porta
 
 MODEL_ID = "tinyllama/tinyllama-1.1b-chat-v1.0"
+# playbooks/tasks/lease_acquire.yml says so when maas.threescale.k8s_lease waited for another holder
+WAITED = re.compile(r"Holding maas-onboard-\S+ after waiting [0-9.]+ s for ")
 
 
 def leases(lab_env):
@@ -44,7 +47,7 @@ def test_two_runs_at_once_make_one_product_and_one_application_each(lab_env):
     outs = [r.communicate(timeout=600)[0] for r in runs]
     for r, out in zip(runs, outs):
         assert r.returncode == 0, out[-5000:]
-    waited = sum("FAILED - RETRYING: [lab]: Wait until the Lease is free or expired" in out for out in outs)
+    waited = sum(bool(WAITED.search(out)) for out in outs)
     assert waited >= 1, "neither run waited for the other: the test did not overlap the runs"
     services = [s["service"] for s in porta.req("GET", "/services.json")[1]["services"]]
     assert len([s for s in services if s["system_name"] == name]) == 1
@@ -66,7 +69,9 @@ def dead_runs_lease(lab_env, tmp_path, name, renewed_ago_s, duration_s):
     subprocess.run(["kubectl", "create", "-f", str(path)], env=lab_env, check=True, capture_output=True)
 
 
-@pytest.mark.parametrize("renewed_ago_s,duration_s", [(3600, 60), (0, 6)], ids=["expired", "expires-during-the-run"])
+# The live Lease must outlive the run's steps before the Lease (8.5-10 s measured with the machine at load 7.8,
+# old and new lock code alike): 25 s, not 6.
+@pytest.mark.parametrize("renewed_ago_s,duration_s", [(3600, 60), (0, 25)], ids=["expired", "expires-during-the-run"])
 def test_the_lease_of_a_dead_run_is_taken_over_once_expired(lab_env, tmp_path, renewed_ago_s, duration_s):
     name = "stale" + uuid.uuid4().hex[:6]
     dead_runs_lease(lab_env, tmp_path, name, renewed_ago_s, duration_s)
@@ -74,8 +79,8 @@ def test_the_lease_of_a_dead_run_is_taken_over_once_expired(lab_env, tmp_path, r
         "maas_models": [{"name": name, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": MODEL_ID, "accounts": ["user4"]}],
         "maas_lock_timeout": 60, "maas_lock_poll_interval": 0.5})
     assert proc.returncode == 0, proc.stdout[-5000:]
-    waited = "FAILED - RETRYING: [lab]: Wait until the Lease is free or expired" in proc.stdout
-    assert waited == (renewed_ago_s == 0)  # a live Lease is waited for, an expired one taken at once
+    waited = bool(WAITED.search(proc.stdout))
+    assert waited == (renewed_ago_s == 0), proc.stdout[:6000]  # a live Lease is waited for, an expired one taken at once
     assert f"maas-onboard-{name}" not in leases(lab_env)
     assert len(apps_on_product(Porta(lab_env), name, ["user4"])["user4"]) == 1
     print(f"\nLease of a dead run ({'live, waited' if waited else 'expired'}) taken over: onboarding done in {elapsed:.1f}s")

@@ -58,7 +58,7 @@ def by_method(delta: dict) -> dict:
 
 def kubectl_lease(lab_env, name):
     p = subprocess.run(["kubectl", "get", "leases.coordination.k8s.io", name, "-n", NS, "-o", "json"], env=lab_env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     return json.loads(p.stdout) if p.returncode == 0 else None
 
 

@@ -12,7 +12,7 @@ porta, keys that work at the gateway, no orphan Secret or CR, no ProxyConfigProm
 not), production == staging; a further run reports changed=0.
 
 Every run passes the same maas_lock_holder, so a re-run takes over the Lease its killed predecessor
-left at once (playbooks/tasks/lease_try.yml); the default per-run random identity would wait
+left at once (maas.threescale.k8s_lease: take_own); the default per-run random identity would wait
 maas_lock_duration for it to expire (covered by test_concurrency.py). A stable identity is opt-in
 because two runs that may overlap must never share one.
 
