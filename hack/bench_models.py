@@ -43,7 +43,7 @@ def lab_rss_mib(info: dict) -> dict:
     """Resident memory of the lab process now and at its peak (VmRSS / VmHWM)."""
     fields = {}
     for line in Path(f"/proc/{info['pid']}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
+        key, unused, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             fields[key] = round(int(value.split()[0]) / 1024, 1)
     return {"rss_mib": fields.get("VmRSS"), "peak_rss_mib": fields.get("VmHWM")}
