@@ -389,6 +389,9 @@ def ensure_application(module):
 
 # -- bulk mode (accounts:) ----------------------------------------------------------------------------
 
+KIND_TEXT = dict(id="an account id", username="a username", email="an email")
+
+
 def lookup_kind(ident, lookup):
     """``account_lookup_kind`` plus ``username_or_email`` (an email when it has ``@``, never an id)."""
     if lookup == "username_or_email":
@@ -520,8 +523,7 @@ def ensure_applications(module):
         module.fail_json(msg="%d of %d accounts not found: %s (give usernames, emails or ids, and account_lookup when "
                              "an all-digit value is a username; create them with threescale_account); nothing was "
                              "changed" % (len(missing), len(idents), ", ".join(
-                                 "%r as %s" % (i, "an account id" if lookup_kind(i, p["account_lookup"]) == "id"
-                                               else "a " + lookup_kind(i, p["account_lookup"])) for i in missing)),
+                                 "%r as %s" % (i, KIND_TEXT[lookup_kind(i, p["account_lookup"])]) for i in missing)),
                          missing_accounts=missing)
     entries, seen = [], set()
     for ident in idents:
