@@ -42,12 +42,16 @@ options:
       - Bulk mode, instead of O(account) - several owners (usernames, emails or ids, see O(account_lookup)),
         each getting its own application named O(name) on the product, in one task. Returns RV(applications).
       - "Requests: the product, its application plans (and service plans with O(service_plan)), one paginated
-        list (C(per_page=500)) of the product's applications, one paginated account list when some accounts
-        are given by id; porta's JSON account list shows no usernames or emails, so each username or email
-        costs one C(accounts/find) (nothing else resolves it). Then one request per write (creating an
+        list (C(per_page=500)) of the product's applications, and the accounts: porta's JSON account list shows
+        no usernames or emails, its XML list (C(accounts.xml), Account#to_xml) shows every user's username
+        and email, so from 4 usernames/emails on the module reads that list (one request per 500 accounts, and
+        further pages only while fewer pages remain than accounts unresolved). What it leaves unresolved, or
+        everything when fewer names are given or the XML list is refused, costs one C(accounts/find) per
+        username or email, and one paginated JSON account list for ids. Then one request per write (creating an
         application subscribes the account, see O(service_plan)), and one more paginated list of the product's
         applications after writes, which checks for duplicates made by concurrent runs and gives the final
-        state. An idempotent re-run is thus one C(accounts/find) per account plus a constant, and no write."
+        state. An idempotent re-run is thus a few requests (at most one C(accounts/find) per account when
+        the XML list is not available), and no write."
       - Every account is resolved and every decision is checked before the first write; an unknown account
         (all of them are named), a missing plan or a pending application to suspend fails the task with
         nothing changed. An account reached twice (for example by username and by id) is handled once.
@@ -235,10 +239,11 @@ recovered_writes:
 """
 
 import secrets
+from xml.etree import ElementTree
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
-    ACCOUNT_LOOKUPS, ThreescaleError, ThreescaleModule, account_lookup_kind, unwrap)
+    ACCOUNT_LOOKUPS, MAX_PER_PAGE, ThreescaleError, ThreescaleModule, account_lookup_kind, unwrap)
 
 HIDDEN = ("user_key", "provider_verification_key", "client_secret", "links")
 SHOWN = ("id", "name", "description", "state", "plan_id", "plan_name", "service_id", "account_id")
@@ -410,21 +415,79 @@ def unique_idents(accounts):
     return out
 
 
+XML_LIST_MIN = 4  # from this many usernames/emails on, one account list page beats one find each
+
+
+def parse_accounts_xml(body):
+    """``(accounts, total_pages)`` from porta's ``accounts.xml``: each account as ``{id, org_name, state,
+    usernames, emails}`` (Account#to_xml lists every user of the account)."""
+    root = ElementTree.fromstring(body)
+    accounts = []
+    for node in root.findall("account"):
+        accounts.append(dict(id=int(node.findtext("id")), org_name=node.findtext("org_name"), state=node.findtext("state"),
+                             usernames=[u.findtext("username") for u in node.findall("users/user")],
+                             emails=[u.findtext("email") for u in node.findall("users/user")]))
+    return accounts, int(root.attrib.get("total_pages") or 1)
+
+
+def list_accounts_xml(client, kinds, wanted):
+    """Resolve ``wanted`` idents from the paginated XML account list, the only list that shows usernames and
+    emails. Reads a further page only while fewer pages remain than idents unresolved (a find each would be
+    cheaper otherwise). Returns ``(found, complete)``; ``complete`` when every page was read (what is not
+    in the list does not exist). ``(None, False)`` when the XML list is not offered (HTTP 404/406)."""
+    found, page, by = {}, 1, dict(id={}, username={}, email={})
+    while True:
+        try:
+            body = client.request("GET", "/accounts.xml", params=dict(page=page, per_page=MAX_PER_PAGE), raw=True)
+            accounts, pages = parse_accounts_xml(body)
+        except ThreescaleError as exc:
+            if exc.status in (404, 406) and page == 1:
+                return None, False
+            raise
+        except ElementTree.ParseError:
+            if page == 1:
+                return None, False
+            raise
+        for acc in accounts:
+            by["id"][to_text(acc["id"])] = acc
+            for name in acc.pop("usernames"):
+                by["username"].setdefault(name, acc)
+            for email in acc.pop("emails"):
+                by["email"].setdefault(email, acc)
+        for ident in wanted:
+            if ident not in found and ident in by[kinds[ident]]:
+                found[ident] = by[kinds[ident]][ident]
+        left = len(wanted) - len(found)
+        if page >= pages:
+            return found, True
+        if not left or pages - page >= left:
+            return found, False
+        page += 1
+
+
 def resolve_accounts(client, idents, lookup, run_all):
     """Account of each ident: ``{ident: account or None}``.
 
-    Ids: one paginated account list (only when some ids are given). Usernames and emails: one
-    ``accounts/find`` each (porta's JSON account list carries neither), run by ``run_all`` (a map over
-    a bounded pool). Nothing is read twice.
+    From 4 usernames/emails on: the XML account list (``accounts.xml``, per_page 500), which shows every
+    user's username and email and every id. Otherwise, or for what a partly read list left: ids from one
+    paginated JSON account list, usernames and emails with one ``accounts/find`` each (the JSON list
+    carries neither), run by ``run_all`` (a map over a bounded pool). Nothing is read twice.
     """
     kinds = dict((i, lookup_kind(i, lookup)) for i in idents)
     found = {}
-    ids = [i for i in idents if kinds[i] == "id"]
+    named = [i for i in idents if kinds[i] != "id"]
+    if len(named) >= XML_LIST_MIN:
+        listed, complete = list_accounts_xml(client, kinds, idents)
+        if listed is not None:
+            found.update(listed)
+            if complete:
+                return dict((i, found.get(i)) for i in idents)
+    ids = [i for i in idents if kinds[i] == "id" and i not in found]
     if ids:
         by_id = dict((to_text(a.get("id")), a) for a in client.paginate("/accounts.json", "accounts", "account"))
         for i in ids:
             found[i] = by_id.get(i) if i.isdigit() else None
-    named = [i for i in idents if kinds[i] != "id"]
+    named = [i for i in named if i not in found]
 
     def find(ident):
         data = client.get("/accounts/find.json", params={kinds[ident]: ident}, expected_404=True)

@@ -8,7 +8,8 @@ Upstream: porta app/controllers/admin/api/buyers_applications_controller.rb (``b
 subscribe), app/lib/logic/contracting.rb (default service plan, else the first),
 app/controllers/admin/api/applications_controller.rb (``paginate``, ``service_id`` filter),
 app/controllers/admin/api/filters/pagination.rb (``per_page`` 1..500), app/controllers/admin/api/accounts_controller.rb
-(``find``; the JSON account list carries no usernames: app/representers/account_representer.rb).
+(index, ``find``), app/models/account.rb (Account#to_xml lists the users; the JSON list carries no usernames:
+app/representers/account_representer.rb).
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def test_bulk_first_run_rerun_request_bounds_and_keys_at_the_gateway(play, porta
     total2, writes2, all2, _f = counts(porta)
     assert not r2["again"]["changed"] and [a["action"] for a in r2["again"]["applications"]] == ["unchanged"] * N
     assert total2 <= N + 10 and not writes2, all2
+    assert all2.get("GET /admin/api/accounts.xml") == 1 and not any("find" in k for k in all2), all2  # one list
     assert recap(again)["changed"] == 1  # only the test's result file
     print(f"\nN={N}: first run {total} admin requests ({total / N:.2f}/account), re-run {total2} ({total2 / N:.2f}/account)")
     apps = product_apps(porta, name)
@@ -151,7 +153,7 @@ def test_bulk_lost_answers_converge(play, porta, bulk_lab, lab_env):
         _t, writes, _a, faults = counts(porta)
     finally:
         fault("clear")
-    assert faults.get("lost_responses", 0) >= 1, "the fault did not fire: the test proved nothing"
+    assert faults.get("lost_responses", 0) >= 1, ("the fault did not fire: the test proved nothing", faults, writes)
     assert r["lost"]["changed"] and len(r["lost"]["recovered_writes"]) == faults["lost_responses"]
     assert sum(writes.values()) == 20, writes  # an adopted create is never sent twice
     apps = product_apps(porta, name)

@@ -37,11 +37,7 @@ def _user_xml(u: dict) -> str:
         _tag("username", u["username"]), _tag("email", u.get("email") or None)))
 
 
-def _account_xml(api, a: dict, users: list[dict]) -> str:
-    st = api.store
-    plan_ids = [a.get("account_plan_id")] + [c["plan_id"] for c in st.all("contract", account_id=a["id"])] + \
-        [x["plan_id"] for x in st.all("application", account_id=a["id"])]
-    plans = [p for p in (st.get("plan", i) for i in plan_ids if i) if p]
+def _account_xml(api, a: dict, users: list[dict], plans: list[dict]) -> str:
     return "<account>%s</account>" % "".join((
         _tag("id", a["id"]), _tag("created_at", a["created_at"]), _tag("updated_at", a["updated_at"]),
         _tag("state", a["state"]), "<annotations/>", _tag("org_name", a["org_name"]),
@@ -57,10 +53,21 @@ def accounts_list_xml(api, req: Req):
     if req.get("state"):
         accs = [a for a in accs if a["state"] == req.get("state")]
     page, meta = paginate(accs, req)
+    st = api.store  # one read of each table (as porta's eager loading), grouped by account
     users: dict[int, list[dict]] = {}
     for u in api.buyer_users():
         users.setdefault(u["account_id"], []).append(u)
+    plan_by_id = {p["id"]: p for p in st.all("plan")}
+    bought: dict[int, list[int]] = {}
+    for kind in ("contract", "application"):  # service contracts, then application contracts
+        for c in st.all(kind):
+            bought.setdefault(c["account_id"], []).append(c["plan_id"])
+
+    def plans(a: dict) -> list[dict]:
+        ids = [a.get("account_plan_id")] + bought.get(a["id"], [])
+        return [plan_by_id[i] for i in ids if i in plan_by_id]
+
     attrs = "".join(f" {k}={quoteattr(str(v))}" for k, v in (meta or {}).items())
     body = '<?xml version="1.0" encoding="UTF-8"?>\n<accounts%s>%s</accounts>' % (
-        attrs, "".join(_account_xml(api, a, users.get(a["id"], [])) for a in page))
+        attrs, "".join(_account_xml(api, a, users.get(a["id"], []), plans(a)) for a in page))
     return Reply(200, body, "application/xml; charset=utf-8")

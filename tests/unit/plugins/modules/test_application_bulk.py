@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.maas.threescale.plugins.action.threescale_application import carries_key
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleError
 from ansible_collections.maas.threescale.plugins.modules.threescale_application import (
     Pool, decide, implicit_service_plan, index_applications, lookup_kind, resolve_accounts, unique_idents)
 
@@ -25,6 +26,10 @@ class Client:
     def paginate(self, path, collection, entity, params=None):
         self.calls.append(("list", path))
         return list(self.accounts.values())
+
+    def request(self, method, path, params=None, raw=False):
+        self.calls.append(("xml", path, params["page"]))
+        raise ThreescaleError("406", status=406)  # like the lab before accounts.xml, or a proxy refusing XML
 
     def get(self, path, params=None, expected_404=False):
         self.calls.append(("get", path, tuple(sorted((params or {}).items()))))
@@ -54,6 +59,66 @@ def test_no_account_list_without_ids_and_no_find_for_ids():
     c = Client()
     found = resolve_accounts(c, ["8", "7"], "id", serial)
     assert c.calls == [("list", "/accounts.json")] and [found["8"]["id"], found["7"]["id"]] == [8, 7]
+
+
+def test_names_fall_back_to_finds_when_the_xml_list_is_refused():
+    c = Client()
+    names = ["alice", "alice@example.com", "1234", "bob@example.com"]
+    found = resolve_accounts(c, names, "username_or_email", serial)
+    assert [found[n]["id"] for n in names] == [7, 7, 8, 8]
+    assert c.calls[0] == ("xml", "/accounts.xml", 1) and [x[0] for x in c.calls[1:]] == ["get"] * 4
+
+
+class XmlClient(Client):
+    """Serves porta's XML account list (Account#to_xml with users), ``per_page`` accounts a page."""
+
+    def __init__(self, accounts, per_page):
+        super(XmlClient, self).__init__()
+        self.rows, self.per_page = accounts, per_page
+
+    def request(self, method, path, params=None, raw=False):
+        page = params["page"]
+        self.calls.append(("xml", path, page))
+        rows = self.rows[(page - 1) * self.per_page: page * self.per_page]
+        pages = -(-len(self.rows) // self.per_page)
+        attrs = ' per_page="%d" total_pages="%d" current_page="%d"' % (self.per_page, pages, page) if pages > 1 else ""
+        return ("<?xml version=\"1.0\"?><accounts%s>%s</accounts>" % (attrs, "".join(
+            "<account><id>%d</id><org_name>o%d</org_name><state>approved</state><users>%s</users></account>"
+            % (aid, aid, "".join("<user><username>%s</username><email>%s</email></user>" % u for u in users))
+            for aid, users in rows))).encode()
+
+
+ROWS = [(i, [("u%d" % i, "u%d@x.org" % i)]) for i in range(1, 11)] + [(11, [("admin11", "a@x.org"), ("m11", "m@x.org")])]
+
+
+def test_xml_list_resolves_names_and_ids_in_one_request():
+    c = XmlClient(ROWS, per_page=500)
+    idents = ["u1", "u2@x.org", "m11", "m@x.org", "3", "nobody", "99"]
+    found = resolve_accounts(c, idents, "auto", serial)
+    assert {i: (found[i] or {}).get("id") for i in idents} == \
+        {"u1": 1, "u2@x.org": 2, "m11": 11, "m@x.org": 11, "3": 3, "nobody": None, "99": None}
+    assert c.calls == [("xml", "/accounts.xml", 1)]  # the whole list was read: what it lacks does not exist
+
+
+def test_xml_pages_only_while_cheaper_than_finds():
+    c = XmlClient(ROWS, per_page=3)  # 4 pages
+    found = resolve_accounts(c, ["u1", "u4", "u7", "u10", "m11"], "username", serial)
+    assert all(found[i] for i in ["u1", "u4", "u7", "u10", "m11"])
+    assert [x for x in c.calls if x[0] == "xml"] == [("xml", "/accounts.xml", p) for p in (1, 2, 3, 4)]
+    c = XmlClient(ROWS, per_page=2)  # 6 pages, 4 names: after page 1, 5 pages left > 3 names left
+    c.users.update({("username", "u%d" % i): i for i in range(1, 11)})
+    c.accounts.update({i: dict(id=i) for i in range(1, 11)})
+    found = resolve_accounts(c, ["u1", "u5", "u9", "u10"], "username", serial)
+    assert [found[i]["id"] for i in ["u1", "u5", "u9", "u10"]] == [1, 5, 9, 10]
+    assert c.calls == [("xml", "/accounts.xml", 1)] + [("get", "/accounts/find.json", (("username", u),))
+                                                       for u in ("u5", "u9", "u10")]
+
+
+def test_few_names_use_finds_not_the_list():
+    c = XmlClient(ROWS, per_page=500)
+    c.users[("username", "u1")] = 7
+    resolve_accounts(c, ["u1", "u2", "u3"], "username", serial)
+    assert [x[0] for x in c.calls] == ["get"] * 3
 
 
 def test_lookup_kinds_and_unique_idents():
