@@ -18,6 +18,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -58,7 +59,11 @@ class Admin:
 
     def counts(self) -> dict:
         stats = self.call("GET", "/lab/stats.json")["by_method_path"]
-        mine = {k: n for k, n in stats.items() if APICAST_POLL not in k}
+        mine: dict = {}
+        for k, n in stats.items():
+            if APICAST_POLL not in k:
+                key = re.sub(r"/\d+(?=[/.])", "/{id}", k)
+                mine[key] = mine.get(key, 0) + n
         return {"requests": sum(mine.values()),
                 "writes": sum(n for k, n in mine.items() if not k.startswith(("GET ", "HEAD "))),
                 "by_method_path": mine}
