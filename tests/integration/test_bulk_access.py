@@ -164,3 +164,28 @@ def test_bulk_lost_answers_converge(play, porta, bulk_lab, lab_env):
     r, _proc = play(bulk("again", name, accounts=ACCOUNTS[:20]))
     _t, writes, _a, _f = counts(porta)
     assert not r["again"]["changed"] and not writes
+
+
+def test_bulk_rotate_suspend_resume_delete(play, porta):
+    """The single-account guarantees in bulk: rotate_key gives new keys, suspended/present/absent change every
+    application once and report it, a repeat changes nothing; porta holds exactly what was reported."""
+    name, accounts = uniq("life"), ACCOUNTS[:3]
+    r, proc = play(bulk("create", name, accounts=accounts)
+                   + bulk("rotate", name, accounts=accounts, rotate_key=True)
+                   + bulk("suspend", name, accounts=accounts, state="suspended")
+                   + bulk("suspend2", name, accounts=accounts, state="suspended")
+                   + bulk("resume", name, accounts=accounts)
+                   + bulk("delete", name, accounts=accounts, state="absent")
+                   + bulk("delete2", name, accounts=accounts, state="absent"))
+    actions = {k: [a["action"] for a in r[k]["applications"]] for k in r if k != "out_file"}
+    assert actions == {"create": ["created"] * 3, "rotate": ["updated"] * 3, "suspend": ["suspended"] * 3,
+                       "suspend2": ["unchanged"] * 3, "resume": ["resumed"] * 3, "delete": ["deleted"] * 3,
+                       "delete2": ["unchanged"] * 3}, actions
+    old = [a["user_key"] for a in r["create"]["applications"]]
+    new = [a["user_key"] for a in r["rotate"]["applications"]]
+    assert all(len(k) == 32 for k in old + new) and not set(old) & set(new)
+    assert r["rotate"]["diff"]["after"]["user1"]["user_key"] == "(new key)"
+    assert [a["state"] for a in r["suspend"]["applications"]] == ["suspended"] * 3
+    assert [a["user_key"] for a in r["resume"]["applications"]] == new  # resume keeps the rotated key
+    assert not r["suspend2"]["changed"] and not r["delete2"]["changed"] and not product_apps(porta, name)
+    assert not any(k in proc.stdout for k in old + new)
