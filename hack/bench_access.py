@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -145,6 +146,7 @@ def run(users: int, naive: bool = True) -> dict:
     finally:
         subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(lab_dir)], capture_output=True,
                        check=False, cwd=ROOT)
+        shutil.rmtree(lab_dir, ignore_errors=True)
     return result
 
 
