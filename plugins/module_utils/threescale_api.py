@@ -194,10 +194,11 @@ class ThreescaleClient(object):
             path = "/admin/api" + path
         return path
 
-    def request(self, method, path, params=None, data=None, expected_404=False):
+    def request(self, method, path, params=None, data=None, expected_404=False, raw=False):
         """Send one request.  ``params`` go to the query string, ``data`` form-encoded in the body.
 
         Returns the parsed JSON body (None when empty).  With ``expected_404`` a 404 returns None.
+        With ``raw`` the body's bytes are returned unparsed (for a ``.xml`` path, e.g. the account list).
         """
         method = method.upper()
         path = self._url_path(path)
@@ -205,7 +206,7 @@ class ThreescaleClient(object):
         if params:
             url += "?" + urlencode(params, doseq=True)
         body = urlencode(data, doseq=True) if data is not None else None
-        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        headers = {"Authorization": self._auth, "Accept": "application/xml" if path.endswith(".xml") else "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         attempt, unanswered_before = 0, False
@@ -215,19 +216,21 @@ class ThreescaleClient(object):
             try:
                 resp = self._http.open(method, url, data=body, headers=headers, validate_certs=self.validate_certs,
                                        timeout=self.timeout, context=self._tls_context())
-                raw = resp.read()
+                body_bytes = resp.read()
+                if raw:
+                    return body_bytes
                 try:
-                    return json.loads(raw) if raw and raw.strip() else None
+                    return json.loads(body_bytes) if body_bytes and body_bytes.strip() else None
                 except ValueError:
                     raise ThreescaleError("%s %s answered with something that is not JSON; is admin_url the tenant "
                                           "admin portal (https://<tenant>-admin.<domain>)?" % (method, path),
                                           method=method, path=self.redact(path), status=resp.getcode())
             except HTTPError as exc:
-                raw = exc.read() if hasattr(exc, "read") else b""
+                err_raw = exc.read() if hasattr(exc, "read") else b""
                 try:
-                    err_body = json.loads(raw) if raw else None
+                    err_body = json.loads(err_raw) if err_raw else None
                 except ValueError:
-                    err_body = to_text(raw, errors="replace")[:500]
+                    err_body = to_text(err_raw, errors="replace")[:500]
                 if exc.code == 404 and (expected_404 or (method == "DELETE" and unanswered_before)):
                     return None  # a DELETE whose first answer was lost: porta had deleted it
                 if exc.code in RETRY_ANY_METHOD or (exc.code in RETRY_IDEMPOTENT and method in IDEMPOTENT_METHODS):

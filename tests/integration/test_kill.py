@@ -69,7 +69,9 @@ def test_kill_at_four_points_then_rerun_converges(lab, lab_env):
     accounts = ["user1", "user5"]
     porta = Porta(lab_env)
     extra = {"maas_models": [model(lab_env, name, accounts)], "maas_smoke_test": False,
-             "maas_lock_holder": f"kill-test-{name}"}
+             "maas_lock_holder": f"kill-test-{name}",
+             # One application create at a time, so the kill can land between the two accounts.
+             "maas_access_concurrency": 1}
 
     def after_task(task):
         return lambda out: (ROLE + task) in out and task

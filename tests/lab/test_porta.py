@@ -99,7 +99,7 @@ def test_auth_variants_and_errors(lab):
     r = plain.put(lab.url + "/admin/api/provider.json", verify=lab.ca,
                   data={"access_token": lab.token, "support_email": "ops@example.com"})
     assert r.status_code == 200 and r.json()["account"]["support_email"] == "ops@example.com"
-    assert lab.get("/admin/api/accounts.xml").status_code == 406
+    assert lab.get("/admin/api/services.xml").status_code == 406  # XML: only accounts.xml (test_porta_accounts_xml)
     r = lab.get("/admin/api/nothing-here.json")
     assert (r.status_code, r.json()) == (404, {"status": "Not found"})
     r = lab.get("/admin/api/accounts/999999.json")

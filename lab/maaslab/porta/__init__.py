@@ -4,7 +4,8 @@ Speaks the contract in shared/reference/porta/CONTRACT.md (JSON only) over HTTPS
 backend listener protocol of lab/ARCHITECTURE.md over plain HTTP. State: <dir>/porta.sqlite3.
 
 Documented deviations from the real porta:
-* `.xml` answers 406 (only JSON is emulated).
+* `.xml` answers 406 (only JSON is emulated), except `GET /admin/api/accounts.xml` (accounts_xml: the
+  account list with users and bought plans, which the JSON list lacks).
 * Endpoints are `http://127.0.0.1:<port>` allocated per product (no DNS in the lab).
 * private_endpoint validation rejects localhost/127.x like porta, except the lab model server
   (host:port of ctx.urls["model"]), so a Backend can point at it.
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from ..context import LabContext, free_port, now_iso
 from ..httpbase import LabHTTPServer
 from .db import Store
-from . import account_plans, active_docs, stats, tenant  # noqa: F401 (importing a module registers its routes)
+from . import account_plans, accounts_xml, active_docs, stats, tenant  # noqa: F401 (importing a module registers its routes)
 from .accounts import AccountsMixin
 from .applications import ApplicationsMixin
 from .backend_listener import BackendListenerMixin

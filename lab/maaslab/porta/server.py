@@ -99,6 +99,25 @@ def route(method: str, pattern: str):
     return deco
 
 
+# The few endpoints the lab also answers in XML (path without ".xml"); every other .xml is 406.
+XML_ROUTES: list[tuple[str, re.Pattern, Callable]] = []
+
+
+def xml_route(method: str, pattern: str):
+    def deco(fn):
+        XML_ROUTES.append((method, re.compile("^" + pattern + "$"), fn))
+        return fn
+    return deco
+
+
+def xml_error(r: "Reply") -> "Reply":
+    """porta's XML errors: ``<error>msg</error>`` for render_error, an empty body otherwise (e.g. 404)."""
+    from xml.sax.saxutils import escape
+    msg = r.body.get("error") if isinstance(r.body, dict) else None
+    return Reply(r.status, f"<error>{escape(msg)}</error>" if isinstance(msg, str) else b"",
+                 "application/xml; charset=utf-8", r.headers)
+
+
 class Req:
     def __init__(self, method: str, path: str, params: dict, has_body: bool):
         self.method, self.path, self.params, self.has_body = method, path, params, has_body
@@ -221,7 +240,7 @@ class ServerMixin:
             return self.handle_lab(h, path)
         self.record(f"{h.command} {path}")
         faults = self.ctx.faults.get("porta") if self.ctx.faults else {}
-        lose = False
+        lose, xml = False, False
         if faults and (not faults.get("path_regex") or re.search(faults["path_regex"], path)) \
                 and (not faults.get("verbs") or h.command in faults["verbs"]) \
                 and not (faults.get("exclude_operator") and is_operator(h)):
@@ -246,9 +265,10 @@ class ServerMixin:
             # decided before processing (so max_count counts it), applied after the commit
             lose = self.ctx.faults.fire("porta", float(faults.get("lost_response_rate") or 0))
         try:
-            if path.endswith(".xml"):
+            xml = path.endswith(".xml")
+            if xml and not any(m == h.command and pat.match(path[:-4]) for m, pat, _fn in XML_ROUTES):
                 raise Reply(406, b"", None)
-            path = path[:-5] if path.endswith(".json") else path
+            path = path[:-5] if path.endswith(".json") else path[:-4] if xml else path
             req = Req(h.command, path, parse_params(url.query, body, h.headers.get("Content-Type") or ""), bool(body))
             allowed = self.authenticate(h, req)
             if allowed is None:
@@ -256,7 +276,7 @@ class ServerMixin:
             if not allowed:  # porta Admin::Api::BaseController: a token without the scope/permission
                 raise Reply(403, {"error": "Your access token does not have the correct permissions"})
             wanted = "PUT" if h.command == "PATCH" else h.command  # Rails routes `update` for PUT and PATCH
-            for method, pattern, fn in ROUTES:  # noqa: B007 (fn is used after the loop)
+            for method, pattern, fn in (XML_ROUTES if xml else ROUTES):  # noqa: B007 (fn is used after the loop)
                 m = pattern.match(path)
                 if m and method == wanted:
                     break
@@ -283,7 +303,7 @@ class ServerMixin:
                     self.fault_stats["lost_responses"] += 1
                 hang_up(h)
                 return
-            self.send(h, r)
+            self.send(h, xml_error(r) if xml and not isinstance(r.body, (bytes, str)) else r)
         except Exception:  # a bug in the emulator: answer like porta's 500 and log it
             LOG.exception("porta: %s %s failed", h.command, path)
             h.send_json(500, {"status": "Internal Server Error"})
