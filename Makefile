@@ -6,11 +6,12 @@ LAB_DIR ?= .lab
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup lab-up lab-down demo test test-unit test-lab test-integration test-molecule gates clean
+.PHONY: help setup lab-up lab-down demo test test-unit test-lab test-integration test-molecule gates bench clean
 
 help:
 	@echo "make demo      set up, start the lab, onboard a model, print the gateway's completion"
 	@echo "make test      every test (unit, lab contracts, modules, molecule, lint, sanity, build)"
+	@echo "make bench     scale figures (access for 50/200 accounts, 1 vs 10 models, waits) -> build/bench.json"
 	@echo "make setup     create .venv (ansible-core, kubernetes.core, kubectl, test tools)"
 	@echo "make lab-up LAB_DIR=dir / make lab-down LAB_DIR=dir   start / stop a lab"
 
@@ -43,6 +44,10 @@ test-molecule: setup
 
 gates: setup
 	@hack/test.sh gates
+
+# Not a test: measures (about 10-20 min, most of it the naive uri loop for 200 accounts).
+bench: setup
+	@$(VENV)/bin/python hack/bench.py $(BENCH_ARGS)
 
 clean:
 	-@[ -d $(LAB_DIR) ] && $(VENV)/bin/python -m maaslab down --dir $(LAB_DIR) || true

@@ -230,8 +230,9 @@ def measure_onboarding(lab: LabHandle, model: str) -> dict:
     tasks = [json.loads(line) for line in times_file.read_text().splitlines()]
     waits = []
     for (kind, name), t_ready in sorted(watch.ready.items(), key=lambda kv: kv[1]):
-        ends = [t["end"] for t in tasks if t["task"].startswith("Wait until ready or failed")
-                and t["task"].endswith(f"{kind}/{name}") and t["end"] >= t_ready - 0.001]
+        # The role waits for all the CRs of a kind with one task ("... ready or rejected <Kind>").
+        ends = [t["end"] for t in tasks if t["task"].startswith("Wait for the CRs to be ready or rejected")
+                and t["task"].endswith(kind) and t["end"] >= t_ready - 0.001]
         if ends:
             waits.append({"kind": kind, "name": name, "delay": round(min(ends) - t_ready, 3)})
     recap = re.search(r"ok=(\d+)\s+changed=(\d+)", out.stdout)

@@ -1,0 +1,106 @@
+"""`make bench`: the collection's scale figures, each from a lab of its own, in one table (+ JSON).
+
+    .venv/bin/python hack/bench.py [--users 50,200] [--models 10] [--json build/bench.json] [--no-naive]
+
+Not a test: it asserts nothing, it measures. Every figure comes from one of these, which can be run alone:
+  hack/bench_access.py   naive ansible.builtin.uri loop vs the collection's bulk access (first run, re-run),
+                         admin API requests and writes as the lab's porta counted them
+  hack/bench_models.py   one model vs N models in one onboarding run, and their idempotent re-run
+  hack/measure_waits.py  how long after an independent watch saw the last CR ready one cr_wait returned
+The machine's load average is printed with the table: on a shared machine the wall times move with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_access  # noqa: E402  (hack/ is not a package)
+import bench_models  # noqa: E402
+import measure_waits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rows_of(figures: dict) -> list[tuple[str, str, str]]:
+    """(what, measured, note) for the summary table."""
+    rows = []
+    models = figures.get("models")
+    if models:
+        rows.append(("lab start (maaslab up, seconds)", f"{models['lab_start_s']:.2f}",
+                     f"in-process start-up {models['lab_startup_seconds'].get('total', '?')} s"))
+        rows.append(("lab memory (RSS at start / peak, MiB)",
+                     f"{models['lab_memory_start']['rss_mib']} / {models['lab_memory_end']['peak_rss_mib']}",
+                     f"after {models['models'] + 1} models onboarded"))
+    for users, acc in sorted(figures.get("access", {}).items(), key=lambda kv: int(kv[0])):
+        runs = acc["runs"]
+        for label, key in (("naive uri loop", "naive"), ("collection, first run", "first"), ("collection, re-run", "rerun")):
+            if key in runs:
+                run = runs[key]
+                rows.append((f"access N={users}: {label}", f"{run['wall_s']:.1f} s",
+                             f"{run['requests']} admin requests ({run['requests_per_account']}/account), {run['writes']} writes"))
+        note = f"re-run/first {acc['rerun_vs_first_wall']:.2f} (wall)"
+        if "speedup_vs_naive" in acc:
+            note = f"{acc['speedup_vs_naive']}x faster than the naive loop; " + note
+        rows.append((f"access N={users}: summary", "", note))
+    if models:
+        for label, key in (("one model", "one"), (f"{models['models']} models, one run", "many"),
+                           (f"{models['models']} models, re-run", "many_rerun")):
+            run = models[key]
+            rows.append((f"onboarding: {label}", f"{run['wall_s']:.1f} s",
+                         f"changed={run['changed']}, {run['admin_requests']} admin requests ({run['admin_writes']} writes), "
+                         f"{run['kube_requests']} Kubernetes requests, {run['cpu_s']} CPU s"))
+        rows.append((f"onboarding: {models['models']} models / one model", f"{models['ratio_many_to_one']}x", "wall time"))
+    waits = figures.get("waits")
+    if waits:
+        for label, key in (("one model (4 CRs)", "one_model"), (f"{waits['batch']['crs']} CRs", "batch")):
+            case = waits[key]
+            rows.append((f"readiness wait, {label}", f"{case['return_delay']} s",
+                         f"after the last CR was ready (independent watch); each CR noticed within {case['max_notice_delay']} s"))
+    return rows
+
+
+def table(figures: dict) -> str:
+    rows = rows_of(figures)
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = [f"{'measure':{width}}  {'value':>12}  note", "-" * (width + 40)]
+    lines += [f"{what:{width}}  {value:>12}  {note}" for what, value, note in rows]
+    lines.append(f"(machine: {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}; "
+                 f"load average before {figures['load_before']}, after {figures['load_after']}; "
+                 f"measured {figures['started']}, {figures['seconds']:.0f} s in all)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", default="50,200", help="account counts for the access benchmark (comma-separated)")
+    parser.add_argument("--models", type=int, default=10)
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive uri loop (minutes at N=200)")
+    parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench.json")
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    figures: dict = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "load_before": [round(x, 2) for x in os.getloadavg()], "access": {}}
+    for users in (int(n) for n in args.users.split(",") if n.strip()):
+        print(f"bench: access for {users} accounts ...", flush=True)
+        figures["access"][str(users)] = bench_access.run(users, naive=not args.no_naive)
+    print(f"bench: one model vs {args.models} models ...", flush=True)
+    figures["models"] = bench_models.run(args.models)
+    print("bench: readiness waits ...", flush=True)
+    figures["waits"] = measure_waits.run(models=args.models)
+    figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    figures["seconds"] = time.monotonic() - t0
+    print(table(figures))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
