@@ -70,8 +70,8 @@ def test_backend_authrep_limits_and_usage(lab):
     # analytics: hits got 2 (methods roll up) + 1 direct; the refused calls were not counted
     stats = lab.ok("GET", f"/stats/applications/{app['id']}/usage.json", params={"metric_name": "hits",
                                                                                  "period": "day"})
-    # a rolling day, cut by the hour: 25 hourly values (porta app/lib/stats/views/usage.rb)
-    assert stats["total"] == 3 and sum(stats["values"]) == 3 and len(stats["values"]) == 25
+    # a rolling day, cut by the hour: 25 hourly values, 24 in an hour's first second (porta stats/views/usage.rb)
+    assert stats["total"] == 3 and sum(stats["values"]) == 3 and len(stats["values"]) in (24, 25)
     assert stats["period"]["granularity"] == "hour"
     comp = lab.ok("GET", f"/stats/applications/{app['id']}/usage.json",
                   params={"metric_name": "completions", "period": "month"})
