@@ -101,7 +101,7 @@ def send_traffic(env: dict, names: list[str], calls: int) -> int:
     for app in (a["application"] for a in apps):
         if app["service_id"] not in endpoints or app.get("name") == "MaaS health check":
             continue
-        for _ in range(calls):
+        for _call in range(calls):
             r = requests.get(endpoints[app["service_id"]] + "/v1/models", timeout=30,
                              headers={"Authorization": "Bearer " + app["user_key"]})
             sent += r.status_code == 200
@@ -183,23 +183,25 @@ def run(models: int = 10) -> dict:
 
 def table(r: dict) -> str:
     d, h, u = r["discovery"], r["health"], r["usage"]
+    discovery = (f"{d['published']}/{r['models']} published, {d['applications']} apps, "
+                 f"{d['smoke_tests_200']} smoke tests 200")
+    usage = (f"{u['calls_sent']} calls sent, {u['calls_added_to_csv']} more in the CSV ({u['csv_rows']} rows); files "
+             + ", ".join(f"{k} {v:,} B" for k, v in u["files"].items()))
     rows = [
-        ("discovery run", f"{d['wall_s']} s", f"{d['published']}/{r['models']} published, {d['applications']} apps, "
-                                             f"{d['smoke_tests_200']} smoke tests 200"),
+        ("discovery run", f"{d['wall_s']} s", discovery),
         ("  requests", "", f"admin API {d['admin_api_requests']}, kube {d['kube_requests']} "
                            f"(all clients: playbook + operator; APIcast polls {d['apicast_config_polls']} apart)"),
         ("health check", f"{h['wall_s']} s", f"rc {h['rc']}, {h['statuses']}, max latency {h['max_latency_ms']} ms"),
         ("  requests", "", f"admin API {h['admin_api_requests']}, kube {h['kube_requests']}"),
-        ("usage report", f"{u['wall_s']} s", f"{u['calls_sent']} calls sent, {u['calls_added_to_csv']} more in the CSV ({u['csv_rows']} rows); files "
-                                            + ", ".join(f"{k} {v:,} B" for k, v in u["files"].items())),
+        ("usage report", f"{u['wall_s']} s", usage),
         ("  requests", "", f"admin API {u['admin_api_requests']}, kube {u['kube_requests']}"),
     ]
-    width = max(len(a) for a, _, _ in rows)
-    return "\n".join(f"{a:<{width}}  {b:>8}  {c}" for a, b, c in rows)
+    width = max(len(row[0]) for row in rows)
+    return "\n".join(f"{name:<{width}}  {took:>8}  {what}" for name, took, what in rows)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--models", type=int, default=10)
     ap.add_argument("--json-only", action="store_true")
     args = ap.parse_args()
