@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.venv/collections"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(onboard offboard failing_cr bootstrap multicluster)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(onboard offboard failing_cr bootstrap multicluster discover_prune health)
 for s in "${scenarios[@]}"; do
   t0=$(date +%s)
   molecule test -s "$s"

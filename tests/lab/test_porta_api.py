@@ -162,7 +162,7 @@ def test_service_usage_stats(lab):
     stats = lab.ok("GET", f"/stats/services/{sid}/usage.json", params={"metric_name": "hits", "period": "day"})
     assert (stats["total"], sum(stats["values"]), stats["service"]["id"]) == (5, 5, sid)
     assert lab.get(f"/stats/services/{sid}/usage.json", params={"metric_name": "nope",
-                                                                "period": "day"}).status_code == 404
+                                                                "period": "day"}).status_code == 400
     r = lab.get(f"/stats/services/{sid}/usage.json", params={"period": "day"})
     assert (r.status_code, r.text) == (400, "Required parameter missing: metric_name")
     r = lab.get(f"/stats/services/{sid}/usage.json", params={"metric_name": "hits"})

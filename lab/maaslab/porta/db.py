@@ -108,6 +108,16 @@ class Store:
                                 (app_id, metric_id, period, start)).fetchone()
         return row[0] if row else 0
 
+    def hourly_usage(self, app_ids: list[int], metric_id: int, since: str, until: str) -> dict[str, int]:
+        """Hourly counts summed over `app_ids`, by hour start (ISO, UTC) within [since, until]."""
+        if not app_ids:
+            return {}
+        marks = ",".join("?" * len(app_ids))
+        rows = self.conn.execute(
+            f"SELECT start, SUM(value) FROM usage WHERE period='hour' AND metric_id=? AND app_id IN ({marks}) "
+            "AND start >= ? AND start <= ? GROUP BY start", (metric_id, *app_ids, since, until)).fetchall()
+        return {start: int(total) for start, total in rows}
+
     def add_usage(self, app_id: int, metric_id: int, period: str, start: str, delta: int) -> None:
         self.conn.execute(
             "INSERT INTO usage(app_id, metric_id, period, start, value) VALUES (?, ?, ?, ?, ?) "
