@@ -16,6 +16,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends chromium; } >/dev/null 2>&1 \
     || echo "setup: chromium could not be installed; the browser test will be skipped"
 fi
+# The lab's Kubernetes control plane, built from the Go module proxy (cached; a no-op when built).
+hack/build-k8s.sh
 stamp=$VENV/.setup-stamp
 want=$(cat requirements.txt test-requirements.txt hack/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -26,6 +26,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "users": 5,
     "crd_dir": None,  # None = maaslab/crds (our own); a directory of upstream CRD files works too
     "plain_http": False,
+    # "real": etcd + kube-apiserver + kube-controller-manager built from their Go modules
+    # (maaslab.controlplane); "emulated": the Python API server (maaslab.kube)
+    "kube": os.environ.get("MAASLAB_KUBE") or "emulated",
     "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
     "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)
@@ -100,8 +103,13 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         t0 = time.monotonic()
+        kube = self.ctx.settings.get("kube")
+        if kube not in ("real", "emulated"):
+            raise RuntimeError(f"setting kube={kube!r}: use real or emulated")
         for modname, clsname in COMPONENTS:
-            if modname == "operator":
+            if modname == "kube" and kube == "real":
+                modname, clsname = "controlplane", "ControlPlane"
+            if modname == "operator" and kube == "emulated":
                 self._seed_kube()
             t = time.monotonic()
             cls = getattr(importlib.import_module(f"maaslab.{modname}"), clsname)
@@ -109,6 +117,8 @@ class Lab:
             comp.start()
             self.components.append(comp)
             self.timings[modname] = round(time.monotonic() - t, 3)
+            if modname == "controlplane":
+                self._seed_kube()
         if not self.ctx.settings.get("seeded"):
             t = time.monotonic()
             self._seed_granite()

@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 import yaml
 from maaslab.context import LabContext
+from maaslab.controlplane import ControlPlane
 from maaslab.kube import KubeAPIServer
 
 from conftest import wait_for  # noqa: F401  (re-exported: lab tests import it from here)
@@ -30,7 +31,10 @@ class KubeLab:
         saved = json.loads(settings_file.read_text()) if settings_file.exists() else {}
         self.ctx = LabContext.create(self.dir, {**saved.get("settings", {}), **(settings or {})},
                                      saved.get("ports", {}))
-        self.server = KubeAPIServer(self.ctx)
+        # MAASLAB_KUBE=real: the real control plane behind the lab's fault proxy (as `maaslab up --kube real`)
+        self.real = (self.ctx.settings.get("kube") or os.environ.get("MAASLAB_KUBE")) == "real"
+        self.ctx.settings["kube"] = "real" if self.real else "emulated"
+        self.server = ControlPlane(self.ctx) if self.real else KubeAPIServer(self.ctx)
         self.server.start()
         settings_file.write_text(json.dumps({"settings": self.ctx.settings, "ports": self.ctx.ports}))
         os.chmod(settings_file, 0o600)   # holds the lab tokens

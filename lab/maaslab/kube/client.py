@@ -22,6 +22,7 @@ import json
 import select
 import ssl
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,7 @@ class KeepAlive:
             return True
         return bool(readable)     # an idle keep-alive connection is readable only when the server hung up
 
-    def send(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
+    def send(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes, int | None]:
         for attempt in (0, 1):
             conn = getattr(self.local, "conn", None)
             if conn is not None and self._closed_by_peer(conn):
@@ -107,7 +108,8 @@ class KeepAlive:
             if resp.will_close:
                 conn.close()
                 self.local.conn = None
-            return resp.status, raw
+            retry_after = resp.getheader("Retry-After")
+            return resp.status, raw, int(retry_after) if retry_after and retry_after.isdigit() else None
         raise AssertionError("unreachable")
 
 
@@ -170,8 +172,15 @@ class KubeClient:
         """One call; returns the decoded JSON body, raises KubeError on status >= 400."""
         if params:
             path += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        status, raw = self._pool.send(method, path, None if body is None else json.dumps(body).encode(),
-                                      self._headers(content_type if body is not None else None))
+        data = None if body is None else json.dumps(body).encode()
+        headers = self._headers(content_type if body is not None else None)
+        # Like client-go (rest/request.go, retry.go): a 429 with Retry-After (a watch cache still
+        # initialising, API priority and fairness) is not processed: wait and send again, up to 10 times.
+        for _attempt in range(10):
+            status, raw, retry_after = self._pool.send(method, path, data, headers)
+            if status != 429 or retry_after is None:
+                break
+            time.sleep(min(retry_after, 10))
         try:
             obj = json.loads(raw) if raw else None
         except ValueError:

@@ -46,7 +46,7 @@ class PortaClient:
         elif params is not None:
             body = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None}, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        status, raw = self.pool.send(method, self.prefix + path, body, headers)
+        status, raw, _retry_after = self.pool.send(method, self.prefix + path, body, headers)
         if DEBUG_HTTP:  # THREESCALE_DEBUG=1, as the real operator; never logs the token
             LOG.info("porta %s %s -> %s", method, path.split("?")[0], status)
         if status >= 400:
