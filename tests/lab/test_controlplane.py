@@ -230,19 +230,23 @@ def test_restart_keeps_state_and_kill_leaves_nothing(tmp_path):
     directory = tmp_path / "life"
     info = start_lab(directory, "--kube", "real")
     info["path"] = directory
-    assert len(lab_processes(directory)) == 4          # maaslab serve, etcd, kube-apiserver, kube-controller-manager
-    kubectl(info, "create", "namespace", "kept")
-    stop_lab(directory)
-    wait_for(lambda: not lab_processes(directory), timeout=30, what="every lab process to exit after down")
-    info = start_lab(directory)
-    info["path"] = directory
-    assert info["settings"]["kube"] == "real"
-    kubectl(info, "get", "namespace", "kept")
-    kubectl(info, "-n", "3scale", "wait", "--for=condition=Ready", "proxyconfigpromote/granite-3dot2-8b-instruct-seed",
-            "--timeout=30s")
-    lab_pid = int((directory / "lab.pid").read_text())
-    os.kill(lab_pid, signal.SIGKILL)                   # children die with it (PR_SET_PDEATHSIG)
-    wait_for(lambda: not lab_processes(directory), timeout=30, what="the control plane to die with the lab")
+    try:
+        assert len(lab_processes(directory)) == 4      # maaslab serve, etcd, kube-apiserver, kube-controller-manager
+        kubectl(info, "create", "namespace", "kept")
+        stop_lab(directory)
+        wait_for(lambda: not lab_processes(directory), timeout=30, what="every lab process to exit after down")
+        info = start_lab(directory)
+        info["path"] = directory
+        assert info["settings"]["kube"] == "real"
+        kubectl(info, "get", "namespace", "kept")
+        kubectl(info, "-n", "3scale", "wait", "--for=condition=Ready",
+                "proxyconfigpromote/granite-3dot2-8b-instruct-seed", "--timeout=30s")
+        lab_pid = int((directory / "lab.pid").read_text())
+        os.kill(lab_pid, signal.SIGKILL)               # children die with it (PR_SET_PDEATHSIG)
+        wait_for(lambda: not lab_processes(directory), timeout=30, what="the control plane to die with the lab")
+    finally:
+        for pid in lab_processes(directory):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_concurrent_clients_through_the_proxy(real):

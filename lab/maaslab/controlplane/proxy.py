@@ -97,7 +97,7 @@ class ProxyHandler(JSONHandler):
             code, obj = proxy.faults.lab_endpoint(self.command, url.path)
             self.send_json(code, obj)
             return
-        path = self.path
+        path, shortened = self.path, False
         if not url.path.startswith(HEALTH):
             operator = bool(token) and hmac.compare_digest(token, proxy.operator_token)
             verdict = proxy.faults.inject(self.command, url.path, operator)
@@ -118,9 +118,12 @@ class ProxyHandler(JSONHandler):
                     limit = max(1, math.ceil(verdict))
                     query["timeoutSeconds"] = str(min(limit, int(query.get("timeoutSeconds") or limit)))
                     path = url.path + "?" + urlencode(query)
-        self._forward(path, body)
+                    shortened = True
+        if self._forward(path, body) and shortened:
+            proxy.faults.count("watch_closes")   # the API server ended it at our shortened timeout
 
-    def _forward(self, path: str, body: bytes) -> None:
+    def _forward(self, path: str, body: bytes) -> bool:
+        """Forward the request; True when a streamed answer ran to its end (not cut by the client)."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body or self.command in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body))
@@ -135,10 +138,10 @@ class ProxyHandler(JSONHandler):
                 # a kept-alive upstream connection the API server closed: once more on a new one
                 if attempt == 1 or self.command not in ("GET", "HEAD") and not isinstance(e, BrokenPipeError):
                     self._bad_gateway(e)
-                    return
+                    return False
             except OSError as e:
                 self._bad_gateway(e)
-                return
+                return False
         assert resp is not None
         self.send_response_only(resp.status, resp.reason)
         for k, v in resp.getheaders():
@@ -147,8 +150,9 @@ class ProxyHandler(JSONHandler):
         if resp.chunked:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self._stream(resp, "watch=true" in path or "watch=1" in path)
+            ended = self._stream(resp, "watch=true" in path or "watch=1" in path)
         else:
+            ended = False
             data = resp.read()
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -157,8 +161,9 @@ class ProxyHandler(JSONHandler):
         if resp.will_close:
             self._upstream().close()
             self._conn = None
+        return ended
 
-    def _stream(self, resp: http.client.HTTPResponse, watch: bool) -> None:
+    def _stream(self, resp: http.client.HTTPResponse, watch: bool) -> bool:
         """Copy a chunked answer chunk by chunk. For a watch, a client that goes away (its side of
         the connection turns readable: it sends nothing while it watches) closes the upstream stream."""
         done, cut = threading.Event(), threading.Event()
@@ -198,6 +203,7 @@ class ProxyHandler(JSONHandler):
             self.close_connection = True
             self._upstream().close()
             self._conn = None
+        return not cut.is_set()
 
     def _bad_gateway(self, err: Exception) -> None:
         LOG.warning("kube proxy: %s %s: %s", self.command, self.path, err)
