@@ -90,7 +90,7 @@ def test_display_name_with_an_emoji_onboards(lab_env, tmp_path):
     parsed back. Built as data, it reaches the CRs, porta, the application name and the report as given,
     and a second run changes nothing."""
     name = "emo" + uuid.uuid4().hex[:5]
-    display = "Tiny 🦙 Llama “chat” ünïcode"
+    display = "Tiny 🦙 Llama \u201cchat\u201d ünïcode"
     report = tmp_path / "report.json"
     models = [{"name": name, "display_name": display, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": MODEL_ID,
                "accounts": ["user1"]}]

@@ -304,7 +304,7 @@ def test_provider_account_ref_and_existing_products():
 def test_unicode_names_are_plain_strings_in_every_cr():
     """The reason for building CRs as data: an emoji (a surrogate pair in JSON escapes) once broke
     the YAML round trip with "invalid Unicode character escape code"."""
-    name = "Tiny 🦙 Llama — “chat” \\ \"quoted\": {yaml}"
+    name = "Tiny 🦙 Llama — \u201cchat\u201d \\ \"quoted\": {yaml}"
     item = resources(display_name=name, model_id="tiny/🦙")
     assert item["backend"]["spec"]["name"] == name
     assert item["product"]["spec"]["name"] == name
