@@ -62,7 +62,7 @@ def test_caller_defaults_apply_only_to_empty_keys():
 
 
 def test_unknown_keys_are_kept_and_description_uses_the_display_name():
-    m, _ = one(display_name="Tiny Llama", team="a")
+    m = one(display_name="Tiny Llama", team="a")[0]
     assert m["team"] == "a"
     assert m["description"] == "Tiny Llama served by vLLM (tiny/llama-1)"
 
@@ -79,7 +79,7 @@ def test_select_input_prefers_maas_models_then_the_single_model_form():
 
 
 def test_product_specs_keep_only_the_keys_the_role_takes():
-    m, _ = one(accounts=["u1"])
+    m = one(accounts=["u1"])[0]
     spec = filters.model_product_specs([m])[0]
     assert set(spec) == set(catalog.PRODUCT_KEYS)
     assert "accounts" not in spec
