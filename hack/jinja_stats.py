@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Jinja in the collection's YAML: every {{ ... }} and {% ... %} in roles/**/*.yml and
 playbooks/**/*.yml (templates/ excluded). Prints the total characters, the number of
 expressions, the largest one and how many are over a limit.

@@ -7,7 +7,6 @@ Upstream: porta answers 503 from its front proxy while a pod restarts; plugins/m
 retries 429/503 for every method."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
