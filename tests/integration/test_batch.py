@@ -82,3 +82,31 @@ def test_models_in_one_pass_one_rejected_the_others_finished(lab_env, tmp_path):
     print(f"\n4 models in one pass (1 rejected): {seconds:.1f}s; the 3 others re-run changed=0 in {rerun_s:.1f}s")
     subprocess.run(["kubectl", "-n", "3scale", "delete", f"backends.capabilities.3scale.net/{bad}", "--wait=false"],
                    env=lab_env, check=True, capture_output=True)
+
+
+def test_display_name_with_an_emoji_onboards(lab_env, tmp_path):
+    """A display name outside the Basic Multilingual Plane (an emoji: a surrogate pair in JSON escapes) once
+    failed with "invalid Unicode character escape code", naming no field, because the CRs were YAML text
+    parsed back. Built as data, it reaches the CRs, porta, the application name and the report as given,
+    and a second run changes nothing."""
+    name = "emo" + uuid.uuid4().hex[:5]
+    display = "Tiny 🦙 Llama \u201cchat\u201d ünïcode"
+    report = tmp_path / "report.json"
+    models = [{"name": name, "display_name": display, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": MODEL_ID,
+               "accounts": ["user1"]}]
+    proc, seconds = playbook(lab_env, "onboard_model", {"maas_models": models, "maas_report_file": str(report)})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert [(m["name"], m["product"]) for m in data["models"]] == [(name, display)]
+    assert data["models"][0]["smoke_test"]["status"] == 200, data["models"]
+    assert kubectl_json(lab_env, "get", f"products.capabilities.3scale.net/{name}")["spec"]["name"] == display
+    assert kubectl_json(lab_env, "get", f"activedocs.capabilities.3scale.net/{name}")["spec"]["name"] == display + " API"
+    porta = Porta(lab_env)
+    product = porta.product(name)
+    assert product["name"] == display
+    apps = [a for a in porta.apps(porta.find("user1")["id"]) if a["service_id"] == product["id"]]
+    assert [a["name"] for a in apps] == [display + " application"]
+
+    rerun, rerun_s = playbook(lab_env, "onboard_model", {"maas_models": models})
+    assert rerun.returncode == 0 and recap(rerun)["changed"] == 0, rerun.stdout[-4000:]
+    print(f"\nemoji display name: onboarded in {seconds:.1f}s, re-run changed=0 in {rerun_s:.1f}s")
