@@ -189,7 +189,7 @@ def main(argv=None) -> int:
                        help="porta behaviour: 2.16 (default) or next (porta master: 15-character passwords)")
         s.add_argument("--kube", choices=["real", "emulated"],
                        help="Kubernetes API: real (kube-apiserver, etcd, kube-controller-manager built by make setup)"
-                            " or emulated (the Python server); default $MAASLAB_KUBE or emulated")
+                            " or emulated (the Python server); default $MAASLAB_KUBE or real")
     sub.choices["up"].add_argument("--timeout", type=float, default=120)
     sub.choices["serve"].add_argument("--ready-fd", type=int)
     sub.choices["serve"].add_argument("-v", "--verbose", action="store_true")

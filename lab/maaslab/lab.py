@@ -28,7 +28,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "plain_http": False,
     # "real": etcd + kube-apiserver + kube-controller-manager built from their Go modules
     # (maaslab.controlplane); "emulated": the Python API server (maaslab.kube)
-    "kube": os.environ.get("MAASLAB_KUBE") or "emulated",
+    "kube": os.environ.get("MAASLAB_KUBE") or "real",
     "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
     "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)

@@ -202,10 +202,11 @@ def test_kube_exclude_operator(kube, kfault):
     """exclude_operator (kube, default true) spares requests bearing the operator's service-account
     token, so "10 % 503 on the Kubernetes API" hits only the clients under test; false hits it too."""
     kfault("error_rate=1")
-    assert as_operator(kube, "GET", "/api/v1/namespaces").status_code == 200
+    # Secrets: what the operator's identity may read (RBAC with the real control plane)
+    assert as_operator(kube, "GET", "/api/v1/namespaces/default/secrets").status_code == 200
     assert kube.req("GET", "/api/v1/namespaces").status_code == 503
     kfault("error_rate=1", "exclude_operator=false")
-    assert as_operator(kube, "GET", "/api/v1/namespaces").status_code == 503
+    assert as_operator(kube, "GET", "/api/v1/namespaces/default/secrets").status_code == 503
     assert kube_faults(kube) == {"errors": 1}
 
 
@@ -224,7 +225,7 @@ def test_kube_watch_closed_early_ends_the_stream_cleanly(kube, kfault):
     assert {e["type"] for e in events} == {"ADDED"}
     assert kube_faults(kube) == {"watch_closes": 1}
     # the operator's watches are spared by default
-    with requests.get(kube.url + "/api/v1/namespaces?watch=true&timeoutSeconds=2", stream=True, verify=kube.ca,
+    with requests.get(kube.url + "/api/v1/namespaces/default/secrets?watch=true&timeoutSeconds=2", stream=True, verify=kube.ca,
                       timeout=30, headers={"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}"}) as r:
         t0 = time.monotonic()
         list(r.iter_lines())

@@ -60,7 +60,7 @@ CLUSTER_ROLES: dict[str, list[dict[str, Any]]] = {
         {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices", "inferenceservices/status"],
          "verbs": ["get", "list", "watch", "update", "patch"]},
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-         "verbs": ["get", "create"]},
+         "verbs": ["get", "list", "watch", "create"]},
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
     ],
 }
@@ -79,9 +79,12 @@ def bin_dir() -> Path:
     return Path(os.environ.get("MAASLAB_K8S_BIN") or REPO / ".venv" / "k8s-bin")
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _dies_with_parent(sig: int):
+    """preexec_fn: the child gets `sig` when the lab process dies (runs between fork and exec)."""
+    def preexec() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+    return preexec
 
 
 class ControlPlane:
@@ -203,8 +206,11 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.home / "logs" / f"{name}.log", "ab")
         try:
+            # etcd shuts down cleanly and quickly on SIGTERM; kube-apiserver's graceful termination can
+            # wait for open watches and neither it nor the controller manager keeps state: SIGKILL
+            sig = signal.SIGTERM if name == "etcd" else signal.SIGKILL
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                                    preexec_fn=_die_with_parent, cwd=self.home)
+                                    preexec_fn=_dies_with_parent(sig), cwd=self.home)
         finally:
             log.close()
         self.procs.append((name, proc))

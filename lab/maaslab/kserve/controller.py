@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,27 @@ class KServe:
         """Installing KServe installs its CRD: the lab applies maaslab/crds at start, but a lab started
         with another `crd_dir` (e.g. the 3scale operator's upstream CRDs) gets it here."""
         crd = yaml.safe_load(CRD_FILE.read_text())
-        if self.kube.get(CRDS, None, crd["metadata"]["name"]) is None:
+        name = crd["metadata"]["name"]
+        current = self.kube.get(CRDS, None, name)
+        if current is None:
             try:
-                self.kube.create(CRDS, crd)  # the lab API server marks it Established on create
+                current = self.kube.create(CRDS, crd)
             except KubeError as e:
                 if e.status != 409:
                     raise
+                current = self.kube.get(CRDS, None, name)
+        # A real API server serves the new resource only once the CRD is Established (apiextensions
+        # pkg/controller/establish/establishing_controller.go); the emulator marks it on create.
+        rv = current["metadata"]["resourceVersion"]
+        deadline = time.monotonic() + 30
+        while not _established(current):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRD {name} not Established after 30 s: {current.get('status')}")
+            for _etype, obj in self.kube.watch(CRDS, None, resource_version=rv, timeout_seconds=10,
+                                               field_selector=f"metadata.name={name}"):
+                current, rv = obj, obj["metadata"]["resourceVersion"]
+                if _established(current):
+                    break
 
     # -- ports (stable across restarts and re-creation) -------------------------------------
     def _load_ports(self) -> None:
@@ -201,6 +217,11 @@ class KServe:
         if srv:
             srv.stop()
             LOG.info("inferenceservice %s: model server stopped", key)
+
+
+def _established(crd: dict) -> bool:
+    return any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in (crd.get("status") or {}).get("conditions") or [])
 
 
 def _key(obj: dict[str, Any]) -> str:
