@@ -74,9 +74,9 @@ def cmd_serve(args) -> int:
 
 def _overrides(args) -> dict:
     return {"users": args.users, "crd_dir": str(Path(args.crd_dir).resolve()) if args.crd_dir else None,
-            "plain_http": True if args.plain_http else None, "reconcile_delay": args.reconcile_delay,
+            "reconcile_delay": args.reconcile_delay,
             "apicast_refresh": args.apicast_refresh, "porta_release": args.porta_release,
-            "kube": args.kube}
+            }
 
 
 def cmd_up(args) -> int:
@@ -88,11 +88,9 @@ def cmd_up(args) -> int:
     t0 = time.monotonic()
     rfd, wfd = os.pipe()
     cmd = [sys.executable, "-m", "maaslab", "serve", "--dir", str(directory), "--ready-fd", str(wfd)]
-    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh", "porta_release", "kube"):
+    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh", "porta_release"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    if args.plain_http:
-        cmd.append("--plain-http")
     log = open(directory / "lab.log", "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(wfd,),
                             start_new_session=True, close_fds=True)
@@ -182,14 +180,10 @@ def main(argv=None) -> int:
         s = sub.add_parser(name)
         s.add_argument("--users", type=int, help="developer accounts user1..userN (default 5)")
         s.add_argument("--crd-dir", help="directory of CRD YAML files to register instead of ours")
-        s.add_argument("--plain-http", action="store_true", help="Kubernetes API over plain HTTP")
         s.add_argument("--reconcile-delay", type=float, help="operator delay before each reconcile (s)")
         s.add_argument("--apicast-refresh", type=float, help="production APIcast config refresh (s)")
         s.add_argument("--porta-release", choices=["2.16", "next"],
                        help="porta behaviour: 2.16 (default) or next (porta master: 15-character passwords)")
-        s.add_argument("--kube", choices=["real", "emulated"],
-                       help="Kubernetes API: real (kube-apiserver, etcd, kube-controller-manager built by make setup)"
-                            " or emulated (the Python server); default $MAASLAB_KUBE or real")
     sub.choices["up"].add_argument("--timeout", type=float, default=120)
     sub.choices["serve"].add_argument("--ready-fd", type=int)
     sub.choices["serve"].add_argument("-v", "--verbose", action="store_true")

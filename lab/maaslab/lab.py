@@ -25,10 +25,6 @@ PACKAGE_CRDS = Path(__file__).parent / "crds"
 DEFAULT_SETTINGS: dict[str, Any] = {
     "users": 5,
     "crd_dir": None,  # None = maaslab/crds (our own); a directory of upstream CRD files works too
-    "plain_http": False,
-    # "real": etcd + kube-apiserver + kube-controller-manager built from their Go modules
-    # (maaslab.controlplane); "emulated": the Python API server (maaslab.kube)
-    "kube": os.environ.get("MAASLAB_KUBE") or "real",
     "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
     "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)
@@ -42,7 +38,7 @@ COMPONENTS = [
     ("model", "ModelServer"),
     ("porta", "Porta"),
     ("apicast", "APIcast"),
-    ("kube", "KubeAPIServer"),
+    ("controlplane", "ControlPlane"),  # etcd + kube-apiserver + kube-controller-manager (+ fault proxy)
     ("operator", "Operator"),
     ("kserve", "KServe"),
 ]
@@ -103,14 +99,7 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         t0 = time.monotonic()
-        kube = self.ctx.settings.get("kube")
-        if kube not in ("real", "emulated"):
-            raise RuntimeError(f"setting kube={kube!r}: use real or emulated")
         for modname, clsname in COMPONENTS:
-            if modname == "kube" and kube == "real":
-                modname, clsname = "controlplane", "ControlPlane"
-            if modname == "operator" and kube == "emulated":
-                self._seed_kube()
             t = time.monotonic()
             cls = getattr(importlib.import_module(f"maaslab.{modname}"), clsname)
             comp = cls(self.ctx)
@@ -143,7 +132,7 @@ class Lab:
     # -- kube seeding over HTTP (same path as any client) ------------------------------------
     def _kube(self) -> KubeClient:
         return KubeClient(self.ctx.urls["kube"], self.ctx.secret("kube_admin_token"),
-                          ca_file=None if self.ctx.settings.get("plain_http") else str(self.ctx.tls.ca_cert))
+                          ca_file=str(self.ctx.tls.ca_cert))
 
     def _crd_files(self) -> list[dict[str, Any]]:
         crd_dir = Path(self.ctx.settings.get("crd_dir") or PACKAGE_CRDS)
@@ -199,9 +188,8 @@ class Lab:
     def _write_files(self) -> None:
         ctx = self.ctx
         kubeconfig = self.dir / "kubeconfig"
-        cluster: dict[str, Any] = {"server": ctx.urls["kube"]}
-        if not ctx.settings.get("plain_http"):
-            cluster["certificate-authority-data"] = base64.b64encode(ctx.tls.ca_cert.read_bytes()).decode()
+        cluster: dict[str, Any] = {"server": ctx.urls["kube"],
+                                   "certificate-authority-data": base64.b64encode(ctx.tls.ca_cert.read_bytes()).decode()}
         _write_private(kubeconfig, yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "maaslab",
             "clusters": [{"name": "maaslab", "cluster": cluster}],

@@ -1,4 +1,5 @@
-"""Start the lab Kubernetes API server in-process on a temp dir and talk to it with real clients."""
+"""Start the lab's real Kubernetes control plane (maaslab.controlplane: etcd, kube-apiserver,
+kube-controller-manager, the fault proxy) in-process on a temp dir and talk to it with real clients."""
 from __future__ import annotations
 
 import base64
@@ -11,18 +12,19 @@ import requests
 import yaml
 from maaslab.context import LabContext
 from maaslab.controlplane import ControlPlane
-from maaslab.kube import KubeAPIServer
 
 from conftest import wait_for  # noqa: F401  (re-exported: lab tests import it from here)
 
 VENV = Path(__file__).resolve().parents[2] / ".venv"
 KUBECTL = str(VENV / "bin" / "kubectl")
 UPSTREAM_CRDS = Path("/work/shared/reference/threescale-operator/crds")
+K8S_VERSION = next(line.split()[1] for line in (Path(__file__).resolve().parents[2] / "lab/k8s/go.mod").read_text()
+                   .splitlines() if line.strip().startswith("k8s.io/kubernetes "))
 CAP = "/apis/capabilities.3scale.net/v1beta1"
 
 
 class KubeLab:
-    """One KubeAPIServer on `directory`, with a kubeconfig, a requests session and kubectl."""
+    """One control plane on `directory`, with a kubeconfig, a requests session and kubectl."""
 
     def __init__(self, directory: Path, settings: dict | None = None):
         self.dir = Path(directory)
@@ -31,10 +33,7 @@ class KubeLab:
         saved = json.loads(settings_file.read_text()) if settings_file.exists() else {}
         self.ctx = LabContext.create(self.dir, {**saved.get("settings", {}), **(settings or {})},
                                      saved.get("ports", {}))
-        # MAASLAB_KUBE=real: the real control plane behind the lab's fault proxy (as `maaslab up --kube real`)
-        self.real = (self.ctx.settings.get("kube") or os.environ.get("MAASLAB_KUBE")) == "real"
-        self.ctx.settings["kube"] = "real" if self.real else "emulated"
-        self.server = ControlPlane(self.ctx) if self.real else KubeAPIServer(self.ctx)
+        self.server = ControlPlane(self.ctx)
         self.server.start()
         settings_file.write_text(json.dumps({"settings": self.ctx.settings, "ports": self.ctx.ports}))
         os.chmod(settings_file, 0o600)   # holds the lab tokens

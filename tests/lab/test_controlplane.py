@@ -1,4 +1,4 @@
-"""The lab's real Kubernetes control plane (`maaslab up --kube real`): kube-apiserver, etcd and
+"""The lab's real Kubernetes control plane (`maaslab.controlplane`): kube-apiserver, etcd and
 kube-controller-manager built from their Go modules (lab/k8s, hack/build-k8s.sh), checked with the
 clients a user types: kubectl, the Python kubernetes client, requests. Upstream behaviour is the
 running code itself; where a test leans on a specific upstream rule, the file is named."""
@@ -48,7 +48,7 @@ def lab_processes(directory: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     directory = tmp_path_factory.mktemp("real")
-    info = start_lab(directory, "--kube", "real")
+    info = start_lab(directory)
     info["path"] = directory
     yield info
     stop_lab(directory)
@@ -228,7 +228,7 @@ def test_fault_proxy_watch_close_after_ends_the_watch_cleanly(real):
 
 def test_restart_keeps_state_and_kill_leaves_nothing(tmp_path):
     directory = tmp_path / "life"
-    info = start_lab(directory, "--kube", "real")
+    info = start_lab(directory)
     info["path"] = directory
     try:
         assert len(lab_processes(directory)) == 4      # maaslab serve, etcd, kube-apiserver, kube-controller-manager
@@ -237,7 +237,6 @@ def test_restart_keeps_state_and_kill_leaves_nothing(tmp_path):
         wait_for(lambda: not lab_processes(directory), timeout=30, what="every lab process to exit after down")
         info = start_lab(directory)
         info["path"] = directory
-        assert info["settings"]["kube"] == "real"
         kubectl(info, "get", "namespace", "kept")
         kubectl(info, "-n", "3scale", "wait", "--for=condition=Ready",
                 "proxyconfigpromote/granite-3dot2-8b-instruct-seed", "--timeout=30s")

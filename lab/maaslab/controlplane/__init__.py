@@ -1,7 +1,6 @@
 """The lab's real Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager,
 built from their Go modules by `hack/build-k8s.sh` (module `lab/k8s`), run as child processes.
 
-Lab setting `kube: real` selects this component instead of the Python emulator (`maaslab.kube`).
 What it sets up (`<dir>/k8s/`):
 
 * etcd on loopback (plain HTTP, client and peer ports of its own), its data in `<dir>/k8s/etcd`, so a
@@ -98,8 +97,6 @@ class ControlPlane:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        if self.ctx.settings.get("plain_http"):
-            raise RuntimeError("kube=real serves TLS only: drop --plain-http (or use --kube emulated)")
         bins = bin_dir()
         missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager") if not (bins / b).is_file()]
         if missing:
@@ -171,6 +168,9 @@ class ControlPlane:
                     proc.kill()
                     proc.wait(timeout=5)
         self.procs.clear()
+
+    def watches(self) -> list[str]:
+        return self.proxy.watches() if self.proxy else []
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs}

@@ -26,7 +26,7 @@ import math
 import select
 import socket
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ..context import LabContext
 from ..httpbase import JSONHandler, LabHTTPServer
@@ -48,6 +48,14 @@ class FaultProxy:
         self.operator_token = ctx.secret("kube_operator_token").encode()
         self.server: LabHTTPServer | None = None
         self.url = ""
+        self._watching: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def watches(self) -> list[str]:
+        """The open watch streams through the proxy, as decoded `path?query` strings (tests wait on
+        them to know a client is watching before they change what it watches)."""
+        with self._lock:
+            return list(self._watching.values())
 
     def start(self) -> None:
         port = self.ctx.port("kube")
@@ -119,7 +127,17 @@ class ProxyHandler(JSONHandler):
                     query["timeoutSeconds"] = str(min(limit, int(query.get("timeoutSeconds") or limit)))
                     path = url.path + "?" + urlencode(query)
                     shortened = True
-        if self._forward(path, body) and shortened:
+        watch = parse_qs_get(url.query, "watch") in ("true", "1")
+        if watch:
+            with proxy._lock:
+                proxy._watching[id(self)] = unquote(path)
+        try:
+            ended = self._forward(path, body)
+        finally:
+            if watch:
+                with proxy._lock:
+                    proxy._watching.pop(id(self), None)
+        if ended and shortened:
             proxy.faults.count("watch_closes")   # the API server ended it at our shortened timeout
 
     def _forward(self, path: str, body: bytes) -> bool:
@@ -211,6 +229,10 @@ class ProxyHandler(JSONHandler):
         self.send_json(502, _status(502, "InternalError", f"kube-apiserver unreachable: {err}"))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+
+def parse_qs_get(query: str, key: str) -> str | None:
+    return dict(parse_qsl(query, keep_blank_values=True)).get(key)
 
 
 def _status(code: int, reason: str, message: str) -> dict:

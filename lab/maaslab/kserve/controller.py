@@ -48,10 +48,9 @@ class KServe:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         self._load_ports()
-        # real control plane: its own identity, straight to the API server; emulated: the operator's token
-        token = self.ctx.secret("kube_kserve_token" if "kube_direct" in self.ctx.urls else "kube_operator_token")
-        self.kube = KubeClient(self.ctx.urls.get("kube_direct") or self.ctx.urls["kube"], token=token,
-                               ca_file=None if self.ctx.settings.get("plain_http") else str(self.ctx.tls.ca_cert))
+        # its own identity (RBAC: maaslab.controlplane.CLUSTER_ROLES), straight to the API server
+        self.kube = KubeClient(self.ctx.urls["kube_direct"], token=self.ctx.secret("kube_kserve_token"),
+                               ca_file=str(self.ctx.tls.ca_cert))
         self._ensure_crd()
         items, rv = self.kube.list(ISVC)
         for it in items:  # bring every server back before the lab reports READY

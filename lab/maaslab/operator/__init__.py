@@ -29,7 +29,7 @@ class Operator(Runtime):
         self.controllers: list[Controller] = []
 
     def start(self) -> None:
-        self.kube = KubeClient(self.ctx.urls.get("kube_direct") or self.ctx.urls["kube"], token=self.ctx.secret("kube_operator_token"),
+        self.kube = KubeClient(self.ctx.urls["kube_direct"], token=self.ctx.secret("kube_operator_token"),
                                ca_file=str(self.ctx.tls.ca_cert) if self.ctx.tls else None)
         self.kube.request("GET", "/version")  # fail fast when the API server is not there
         for cls in (BackendController, ProductController, ActiveDocController, ProxyConfigPromoteController):
