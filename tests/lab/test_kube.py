@@ -353,23 +353,30 @@ def test_dynamic_client(kube):
 
 
 def _fake_operator(kube, stop: threading.Event):
-    """Marks every Backend Synced when it appears (what the real operator eventually does)."""
-    with requests.get(f"{kube.url}{BACKENDS}?watch=true&timeoutSeconds=30", stream=True, verify=kube.ca, timeout=35,
-                      headers={"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}"}) as r:
-        for line in r.iter_lines():
-            if stop.is_set():
-                return
-            if not line:
+    """Marks every Backend Synced when it appears (what the real operator eventually does). Like any
+    client of a real API server it waits out a 429 (a watch cache still initialising after the CRD was
+    created: Retry-After) and watches again when the stream ends."""
+    auth = {"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}"}
+    while not stop.is_set():
+        with requests.get(f"{kube.url}{BACKENDS}?watch=true&timeoutSeconds=30", stream=True, verify=kube.ca,
+                          timeout=35, headers=auth) as r:
+            if r.status_code == 429:
+                stop.wait(float(r.headers.get("Retry-After") or 1))
                 continue
-            ev = json.loads(line)
-            obj = ev["object"]
-            if ev["type"] in ("ADDED", "MODIFIED") and not obj.get("status"):
-                st = requests.patch(f"{kube.url}{BACKENDS}/{obj['metadata']['name']}/status", verify=kube.ca, timeout=10,
-                                    headers={"Authorization": f"Bearer {kube.ctx.secret('kube_operator_token')}",
-                                             "Content-Type": "application/merge-patch+json"},
-                                    json={"status": {"conditions": [{"type": "Synced", "status": "True"}],
-                                                     "observedGeneration": obj["metadata"]["generation"]}})
-                assert st.status_code == 200, st.text
+            assert r.status_code == 200, r.text
+            for line in r.iter_lines():
+                if stop.is_set():
+                    return
+                if not line:
+                    continue
+                ev = json.loads(line)
+                obj = ev["object"]
+                if ev["type"] in ("ADDED", "MODIFIED") and not obj.get("status"):
+                    st = requests.patch(f"{kube.url}{BACKENDS}/{obj['metadata']['name']}/status", verify=kube.ca,
+                                        timeout=10, headers={**auth, "Content-Type": "application/merge-patch+json"},
+                                        json={"status": {"conditions": [{"type": "Synced", "status": "True"}],
+                                                         "observedGeneration": obj["metadata"]["generation"]}})
+                    assert st.status_code == 200, st.text
 
 
 def test_ansible_kubernetes_core(kube, tmp_path):
@@ -390,12 +397,18 @@ def test_ansible_kubernetes_core(kube, tmp_path):
                  {"name": "check mode is a server dry run", "register": "dry", "check_mode": True,
                   "kubernetes.core.k8s": {"state": "present", "definition": {
                       "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ans-dry", "namespace": NS}}}},
+                 {"name": "check mode and diff on an update", "register": "drydiff", "check_mode": True, "diff": True,
+                  "kubernetes.core.k8s": {"state": "present", "definition": backend("ans1", description="e")}},
+                 {"name": "unchanged by the dry run", "register": "after_dry", "kubernetes.core.k8s_info": {
+                     "api_version": "capabilities.3scale.net/v1beta1", "kind": "Backend", "namespace": NS, "name": "ans1"}},
                  {"ansible.builtin.set_fact": {"sec": "{{ lookup('kubernetes.core.k8s', kind='Secret', namespace='" + NS
                                                + "', resource_name='ans-sec', kubeconfig='" + str(kube.kubeconfig) + "') }}"}},
                  {"ansible.builtin.assert": {"that": [
                      "b is changed", "again is not changed", "present is changed",
                      "present.result.spec.description == 'd'", "present.result.metadata.generation == 2",
                      "dry is changed",
+                     "drydiff is changed", "drydiff.diff.before.spec.description == 'd'",
+                     "drydiff.diff.after.spec.description == 'e'", "after_dry.resources[0].spec.description == 'd'",
                      "info.resources[0].status.conditions[0].type == 'Synced'",
                      "sec.data.token | b64decode == 'abc'"]}},
                  {"name": "absent", "register": "gone", "kubernetes.core.k8s": {

@@ -156,15 +156,19 @@ class ControlPlane:
         if self.proxy:
             self.proxy.stop()
             self.proxy = None
-        # kube-apiserver's graceful termination waits for open watches; it keeps no state of its own
-        # (etcd does), so it gets 5 s before SIGKILL. etcd stops last, cleanly.
+        # kube-apiserver and kube-controller-manager keep no state of their own (etcd holds it, and a
+        # write is answered only once etcd has it), and the apiserver's graceful termination waits for
+        # the watches still open: both are killed. etcd stops last, cleanly (SIGTERM).
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
-                proc.terminate()
+                if name == "etcd":
+                    proc.terminate()
+                else:
+                    proc.kill()
                 try:
-                    proc.wait(timeout=5 if name != "etcd" else 20)
+                    proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
-                    LOG.info("%s still running 5 s after SIGTERM; killing it", name)
+                    LOG.warning("%s still running 20 s after SIGTERM; killing it", name)
                     proc.kill()
                     proc.wait(timeout=5)
         self.procs.clear()
