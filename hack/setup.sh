@@ -18,6 +18,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 # The lab's Kubernetes control plane, built from the Go module proxy (cached; a no-op when built).
 hack/build-k8s.sh
+# The lab's 3scale operator (its capabilities controllers), from its Go module (cached likewise).
+hack/build-operator.sh
 stamp=$VENV/.setup-stamp
 want=$(cat requirements.txt test-requirements.txt hack/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

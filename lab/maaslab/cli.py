@@ -76,7 +76,7 @@ def _overrides(args) -> dict:
     return {"users": args.users, "crd_dir": str(Path(args.crd_dir).resolve()) if args.crd_dir else None,
             "reconcile_delay": args.reconcile_delay,
             "apicast_refresh": args.apicast_refresh, "porta_release": args.porta_release,
-            }
+            "operator": args.operator}
 
 
 def cmd_up(args) -> int:
@@ -88,7 +88,7 @@ def cmd_up(args) -> int:
     t0 = time.monotonic()
     rfd, wfd = os.pipe()
     cmd = [sys.executable, "-m", "maaslab", "serve", "--dir", str(directory), "--ready-fd", str(wfd)]
-    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh", "porta_release"):
+    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh", "porta_release", "operator"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     log = open(directory / "lab.log", "ab")
@@ -180,6 +180,8 @@ def main(argv=None) -> int:
         s = sub.add_parser(name)
         s.add_argument("--users", type=int, help="developer accounts user1..userN (default 5)")
         s.add_argument("--crd-dir", help="directory of CRD YAML files to register instead of ours")
+        s.add_argument("--operator", choices=["emulated", "real"],
+                       help="3scale operator: our emulator, or the real one built from its Go module")
         s.add_argument("--reconcile-delay", type=float, help="operator delay before each reconcile (s)")
         s.add_argument("--apicast-refresh", type=float, help="production APIcast config refresh (s)")
         s.add_argument("--porta-release", choices=["2.16", "next"],

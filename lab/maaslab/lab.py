@@ -25,6 +25,8 @@ PACKAGE_CRDS = Path(__file__).parent / "crds"
 DEFAULT_SETTINGS: dict[str, Any] = {
     "users": 5,
     "crd_dir": None,  # None = maaslab/crds (our own); a directory of upstream CRD files works too
+    # "real": the 3scale operator built from its Go module (hack/build-operator.sh); "emulated": ours
+    "operator": os.environ.get("MAASLAB_OPERATOR") or "emulated",
     "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
     "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)
@@ -101,6 +103,8 @@ class Lab:
         t0 = time.monotonic()
         for modname, clsname in COMPONENTS:
             t = time.monotonic()
+            if modname == "operator" and self.ctx.settings.get("operator") == "real":
+                modname, clsname = "threescale_operator", "ThreescaleOperator"
             cls = getattr(importlib.import_module(f"maaslab.{modname}"), clsname)
             comp = cls(self.ctx)
             comp.start()
@@ -109,6 +113,7 @@ class Lab:
             if modname == "controlplane":
                 self._seed_kube()
         if not self.ctx.settings.get("seeded"):
+            self._write_files()  # URLs and credentials are known: a seed that hangs can be looked into
             t = time.monotonic()
             self._seed_granite()
             for comp in self.components:  # the gateway reads the promoted config like a pod started after it
@@ -135,22 +140,33 @@ class Lab:
                           ca_file=str(self.ctx.tls.ca_cert))
 
     def _crd_files(self) -> list[dict[str, Any]]:
-        crd_dir = Path(self.ctx.settings.get("crd_dir") or PACKAGE_CRDS)
+        """The CRDs to register: the real operator's own (from its module), or ours for the emulator;
+        KServe's InferenceService is always ours."""
+        files: list[Path] = []
+        if self.ctx.settings.get("operator") == "real":
+            from .threescale_operator import crd_dir
+            files = sorted(crd_dir().glob("*.y*ml")) + [PACKAGE_CRDS / "inferenceservices.yaml"]
+        else:
+            files = sorted(Path(self.ctx.settings.get("crd_dir") or PACKAGE_CRDS).glob("*.y*ml"))
         docs = []
-        for f in sorted(crd_dir.glob("*.y*ml")):
+        for f in files:
             for doc in yaml.safe_load_all(f.read_text()):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
                     docs.append(doc)
         if not docs:
-            raise RuntimeError(f"no CustomResourceDefinition found in {crd_dir}")
+            raise RuntimeError(f"no CustomResourceDefinition found in {', '.join(map(str, files)) or 'nothing'}")
         return docs
 
     def _seed_kube(self) -> None:
         kube = self._kube()
         ns = self.ctx.settings["namespace"]
         crds = self._crd_files()
-        for crd in crds:
-            _create_if_absent(kube, CRDS, crd)
+        for crd in crds:  # replaced when it differs: a lab directory may switch operators
+            if not _create_if_absent(kube, CRDS, crd):
+                current = kube.get(CRDS, None, crd["metadata"]["name"])
+                if current["spec"] != crd["spec"]:
+                    kube.update(CRDS, dict(crd, metadata=dict(
+                        crd["metadata"], resourceVersion=current["metadata"]["resourceVersion"])))
         for crd in crds:
             _wait_for(kube, CRDS, None, crd["metadata"]["name"], _has_condition("Established"), timeout=10)
         _create_if_absent(kube, NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})

@@ -215,10 +215,12 @@ def test_metrics_methods_mapping_rules(lab):
                     data={"friendly_name": "Tokens", "system_name": "tokens", "unit": "token"})["metric"]
     assert metric["unit"] == "token"
     assert lab.post(f"/admin/api/services/{sid}/metrics.json", data={"friendly_name": "NoUnit"}).status_code == 422
-    # metrics list includes methods (porta-go-client subtracts them)
+    # metrics list includes methods, each wrapped as `metric` with its parent_id (porta
+    # app/representers/metric_representer.rb; porta-go-client subtracts the methods list)
     listed = lab.ok("GET", f"/admin/api/services/{sid}/metrics.json")["metrics"]
-    assert {"hits", "tokens"} <= {m["metric"]["system_name"] for m in listed if "metric" in m}
-    assert any("method" in m for m in listed)
+    assert all(list(m) == ["metric"] for m in listed)
+    assert {"hits", "tokens", "chat/completions"} <= {m["metric"]["system_name"] for m in listed}
+    assert [m["metric"]["parent_id"] for m in listed if m["metric"].get("parent_id")] == [hits]
     methods = lab.ok("GET", f"/admin/api/services/{sid}/metrics/{hits}/methods.json")["methods"]
     assert [m["method"]["id"] for m in methods] == [method["id"]]
     rule = lab.ok("POST", f"/admin/api/services/{sid}/proxy/mapping_rules.json", 201,
@@ -295,7 +297,8 @@ def test_application_plans_limits_pricing_policies(lab):
     assert r.status_code == 422
     upd = lab.ok("PUT", f"/admin/api/services/{sid}/application_plans/{plan['id']}.json",
                  data={"approval_required": "true", "cost_per_month": "10.00"})["application_plan"]
-    assert upd["approval_required"] is True and upd["cost_per_month"] == "10.0"  # decimals are strings
+    # porta plan_representer.rb: cost_per_month.to_f, a JSON number
+    assert upd["approval_required"] is True and upd["cost_per_month"] == 10.0
     hits = metric_id(lab, sid)
     base = f"/admin/api/application_plans/{plan['id']}/metrics/{hits}"
     lim = lab.ok("POST", base + "/limits.json", 201, data={"period": "minute", "value": 5})["limit"]

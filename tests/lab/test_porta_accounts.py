@@ -114,7 +114,7 @@ def test_account_plans_and_change_plan(lab):
     default = next(p for p in client.account_plans.list() if p["default"])
     assert default["name"] == "Default"
     gold = client.account_plans.create(params={"name": "Gold Accounts", "approval_required": "false"})
-    assert (gold["system_name"], gold["default"], gold["setup_fee"]) == ("gold_accounts", False, "0.0")
+    assert (gold["system_name"], gold["default"], gold["setup_fee"]) == ("gold_accounts", False, 0.0)
     aid = account_id(lab, "user3")
     assert lab.ok("GET", f"/admin/api/accounts/{aid}/plan.json")["account_plan"]["id"] == default["id"]
     lab.ok("PUT", f"/admin/api/accounts/{aid}/change_plan.json", data={"plan_id": gold["id"]})

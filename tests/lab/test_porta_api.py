@@ -75,7 +75,9 @@ def test_decimals_are_strings(lab):
     sid = new_product(lab, "Priced")["id"]
     service = client.services[sid]
     plan = service.app_plans.create(params={"name": "Paid", "setup_fee": "12.5", "cost_per_month": "20"})
-    assert (plan["setup_fee"], plan["cost_per_month"]) == ("12.5", "20.0")
+    # porta app/representers/plan_representer.rb: setup_fee.to_f, cost_per_month.to_f (JSON numbers;
+    # porta-go-client ApplicationPlanItem reads float64), a subscription's setup_fee stays a decimal string
+    assert (plan["setup_fee"], plan["cost_per_month"]) == (12.5, 20.0)
     hits = metric_id(lab, sid)
     rule = lab.ok("POST", f"/admin/api/application_plans/{plan['id']}/metrics/{hits}/pricing_rules.json", 201,
                   data={"min": 1, "max": 10, "cost_per_unit": "20"})["pricing_rule"]

@@ -169,25 +169,25 @@ MET = r"/metrics/(?P<mid>\d+)/methods"
 def methods_list(api, req: Req, owners, oid, mid):
     owner, m = need_metric(api, owners, oid, mid)
     return maybe_paginated(api, req, owner, "methods",
-                           [api.metric_json(x) for x in api.store.all("metric", parent_id=m["id"])])
+                           [api.metric_json(x, as_method=True) for x in api.store.all("metric", parent_id=m["id"])])
 
 
 @route("POST", A + OWN + MET)
 def method_create(api, req: Req, owners, oid, mid):
     owner, m = need_metric(api, owners, oid, mid)
-    return created(api.metric_json(api._create_metric(req.params, owner, m["owner_id"], parent_id=m["id"])))
+    return created(api.metric_json(api._create_metric(req.params, owner, m["owner_id"], parent_id=m["id"]), as_method=True))
 
 
 @route("GET", A + OWN + MET + "/" + ID)
 def method_show(api, req: Req, owners, oid, mid, id):
-    return api.metric_json(need_metric(api, owners, oid, id, parent=mid)[1])
+    return api.metric_json(need_metric(api, owners, oid, id, parent=mid)[1], as_method=True)
 
 
 @route("PUT", A + OWN + MET + "/" + ID)
 def method_update(api, req: Req, owners, oid, mid, id):
     m = need_metric(api, owners, oid, id, parent=mid)[1]
     update_metric(api, req, m)
-    return api.metric_json(m)
+    return api.metric_json(m, as_method=True)
 
 
 @route("DELETE", A + OWN + MET + "/" + ID)

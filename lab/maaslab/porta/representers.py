@@ -67,8 +67,11 @@ class RepresentersMixin:
 
     def plan_json(self, p: dict) -> dict:
         sid = p["service_id"]
-        d = {"id": p["id"], "name": p["name"], "state": p["state"], "setup_fee": decimal(p["setup_fee"]),
-             "cost_per_month": decimal(p["cost_per_month"]), "trial_period_days": p.get("trial_period_days"),
+        # porta PlanRepresenter: setup_fee.to_f, cost_per_month.to_f, trial_period_days.to_i (JSON
+        # numbers; porta-go-client reads them as float64), unlike the decimals elsewhere (strings)
+        d = {"id": p["id"], "name": p["name"], "state": p["state"], "setup_fee": float(decimal(p["setup_fee"])),
+             "cost_per_month": float(decimal(p["cost_per_month"])),
+             "trial_period_days": int(p.get("trial_period_days") or 0),
              "cancellation_period": 0, "approval_required": p["approval_required"], "default": p["default"],
              "created_at": p["created_at"], "updated_at": p["updated_at"]}
         if p["type"] == "AccountPlan":
@@ -122,15 +125,19 @@ class RepresentersMixin:
     def owner_path(self, owner: str, oid: int) -> str:
         return f"/admin/api/services/{oid}" if owner == "service" else f"/admin/api/backend_apis/{oid}"
 
-    def metric_json(self, m: dict) -> dict:
-        """porta MetricRepresenter / MethodRepresenter: backend metrics have no `name` and show their
-        extended system name (`hits.<backend id>`)."""
+    def metric_json(self, m: dict, as_method: bool = False) -> dict:
+        """porta MetricRepresenter (metrics endpoints: every item, methods included, wrapped as
+        `metric`, with `unit` and, for a method, `parent_id`) or MethodRepresenter (methods endpoints:
+        `method`, no unit, a `parent` link). Backend metrics have no `name` and show their extended
+        system name (`hits.<backend id>`). porta app/representers/{metric,method}_representer.rb;
+        porta-go-client's ListProductMetrics reads every item of metrics.json as `metric`."""
         parent = self.owner_path(m["owner"], m["owner_id"])
         d = {"id": m["id"], "name": m["system_name"] if m["owner"] == "service" else None,
              "system_name": m["system_name"], "friendly_name": m["friendly_name"], "description": m.get("description"),
              "created_at": m["created_at"], "updated_at": m["updated_at"]}
         if m.get("parent_id"):
             d["parent_id"] = m["parent_id"]
+        if as_method:
             d["links"] = self.links(("parent", f"{parent}/metrics/{m['parent_id']}"),
                                     ("self", f"{parent}/metrics/{m['parent_id']}/methods/{m['id']}"))
             return {"method": clean(d)}
