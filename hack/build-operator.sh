@@ -37,4 +37,4 @@ echo "setup: building the 3scale operator $VERSION (capabilities controllers) fr
 [ -x "$cache.tmp/threescale-operator" ] || { echo "setup: threescale-operator was not built" >&2; exit 1; }
 rm -rf "$cache" && mv "$cache.tmp" "$cache"
 ln -sfn "$cache" "$link"
-echo "setup: 3scale operator $VERSION built in $(( $(date +%s) - start ))s ($(ls "$cache/crds" | wc -l) CRDs)"
+echo "setup: 3scale operator $VERSION built in $(( $(date +%s) - start ))s ($(find "$cache/crds" -name '*.yaml' | wc -l) CRDs)"

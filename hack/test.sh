@@ -6,14 +6,20 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.venv/collections"
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(unit lab integration molecule gates)
+# Test files run on MAAS_TEST_JOBS workers (pytest-xdist; default 2, 1 = in this process): most of a
+# test's time is spent waiting for the lab, a playbook or a fault, not on a CPU. A file stays on one
+# worker (its module fixtures, e.g. its own lab, are built once); each worker has its own session lab.
+jobs=${MAAS_TEST_JOBS:-2}
+xdist=()
+[ "$jobs" -le 1 ] || xdist=(-n "$jobs" --dist loadfile)
 t_all=$(date +%s)
 for stage in "${stages[@]}"; do
   t0=$(date +%s)
   echo "=== $stage"
   case "$stage" in
     unit)        pytest -q -p no:cacheprovider tests/unit ;;
-    lab)         pytest -q -p no:cacheprovider tests/lab ;;
-    integration) pytest -q -p no:cacheprovider tests/integration tests/ecosystem ;;
+    lab)         pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 tests/lab ;;
+    integration) pytest -q -p no:cacheprovider "${xdist[@]}" --durations=15 tests/integration tests/ecosystem ;;
     molecule)    hack/molecule.sh ;;
     gates)       hack/gates.sh ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;

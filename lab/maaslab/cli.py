@@ -1,4 +1,4 @@
-"""maaslab CLI: up | down | serve | status | env | fault.
+"""maaslab CLI: up | down | serve | status | env | fault | operator.
 
 `up` starts `serve` detached in its own session and returns once the child reports READY on a
 pipe (no polling, no sleeps); `down` stops exactly the process recorded in <dir>/lab.pid.
@@ -62,11 +62,31 @@ def cmd_serve(args) -> int:
             ready.write(f"ERROR {exc}\n")
             ready.close()
         return 1
+    # `maaslab operator stop|start`: SIGUSR1 / SIGUSR2, acted on here, in the main thread
+    wake = threading.Event()
+    actions: list[str] = []
+
+    def request(action: str):
+        def handler(*_):
+            actions.append(action)
+            wake.set()
+        return handler
+    signal.signal(signal.SIGUSR1, request("stop"))
+    signal.signal(signal.SIGUSR2, request("start"))
+    signal.signal(signal.SIGTERM, lambda *_: (stop.set(), wake.set()))
+    signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
     (directory / "lab.pid").write_text(str(os.getpid()))
     if ready:
         ready.write("READY\n")
         ready.close()
-    stop.wait()
+    while not stop.is_set():
+        wake.wait()
+        wake.clear()
+        while actions and not stop.is_set():
+            try:
+                lab.operator_control(actions.pop(0))
+            except Exception:  # reported in the state file; the lab keeps serving
+                logging.getLogger("maaslab").exception("operator control failed")
     lab.stop()
     (directory / "lab.pid").unlink(missing_ok=True)
     return 0
@@ -144,6 +164,14 @@ def cmd_fault(args) -> int:
     from .context import FAULT_SWITCHES, check_fault_switches
     path = Path(args.dir) / "faults.json"
     data = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        operator = json.loads((Path(args.dir) / "lab.json").read_text())["settings"].get("operator")
+    except (FileNotFoundError, ValueError, KeyError):
+        operator = None
+    if args.component == "operator" and operator == "real":
+        print("maaslab fault: the real 3scale operator has no fault switches of ours: fail what it calls "
+              "(`fault porta ... exclude_operator=false`) or stop it (`maaslab operator stop|start`)", file=sys.stderr)
+        return 2
     if args.component == "clear":
         data = {}
     else:
@@ -173,6 +201,41 @@ def cmd_fault(args) -> int:
     return 0
 
 
+def cmd_operator(args) -> int:
+    """Stop or start the lab's 3scale operator (what a rescheduled operator pod looks like), or show it."""
+    directory = Path(args.dir).resolve()
+    pid = _lab_pid(directory)
+    if not pid:
+        print(f"no lab running in {directory}", file=sys.stderr)
+        return 3
+    state_file = directory / "operator" / "state.json"
+
+    def state() -> dict:
+        try:
+            return json.loads(state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+    before = state()
+    if args.action != "status":
+        if not before:
+            print("maaslab operator: this lab runs the emulated operator; start it with --operator real",
+                  file=sys.stderr)
+            return 2
+        os.kill(pid, signal.SIGUSR1 if args.action == "stop" else signal.SIGUSR2)
+        deadline = time.monotonic() + args.timeout
+        while state().get("serial") == before.get("serial"):  # the lab rewrites it once done
+            if time.monotonic() > deadline:
+                print(f"maaslab operator: no answer from the lab in {args.timeout}s", file=sys.stderr)
+                return 1
+            time.sleep(0.02)
+    now = state()
+    print(json.dumps(now))
+    if now.get("error"):
+        print(f"maaslab operator: {now['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="maaslab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -181,7 +244,7 @@ def main(argv=None) -> int:
         s.add_argument("--users", type=int, help="developer accounts user1..userN (default 5)")
         s.add_argument("--crd-dir", help="directory of CRD YAML files to register instead of ours")
         s.add_argument("--operator", choices=["emulated", "real"],
-                       help="3scale operator: our emulator, or the real one built from its Go module")
+                       help="3scale operator: the real one built from its Go module (default), or our emulator")
         s.add_argument("--reconcile-delay", type=float, help="operator delay before each reconcile (s)")
         s.add_argument("--apicast-refresh", type=float, help="production APIcast config refresh (s)")
         s.add_argument("--porta-release", choices=["2.16", "next"],
@@ -197,11 +260,14 @@ def main(argv=None) -> int:
     f.add_argument("component", help="porta | kube | model | operator | clear (switches: README \"Fault injection\")")
     f.add_argument("settings", nargs="*")
     f.add_argument("--reset", action="store_true", help="replace the component's switches instead of merging")
+    o = sub.add_parser("operator", help="stop | start | status of the lab's (real) 3scale operator")
+    o.add_argument("action", choices=["stop", "start", "status"])
+    o.add_argument("--timeout", type=float, default=60)
     for s in sub.choices.values():
         s.add_argument("--dir", required=True, help="lab directory (state, lab.env, lab.json)")
     args = p.parse_args(argv)
     return {"up": cmd_up, "down": cmd_down, "serve": cmd_serve, "status": cmd_status, "env": cmd_env,
-            "fault": cmd_fault}[args.cmd](args)
+            "fault": cmd_fault, "operator": cmd_operator}[args.cmd](args)
 
 
 if __name__ == "__main__":

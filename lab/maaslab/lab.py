@@ -26,7 +26,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "users": 5,
     "crd_dir": None,  # None = maaslab/crds (our own); a directory of upstream CRD files works too
     # "real": the 3scale operator built from its Go module (hack/build-operator.sh); "emulated": ours
-    "operator": os.environ.get("MAASLAB_OPERATOR") or "emulated",
+    "operator": os.environ.get("MAASLAB_OPERATOR") or "real",
     "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
     "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)
@@ -133,6 +133,20 @@ class Lab:
             except Exception:  # keep stopping the others; state of each is flushed by its stop()
                 LOG.exception("stopping %s failed", type(comp).__name__)
         self.components.clear()
+
+    def operator_control(self, action: str) -> None:
+        """`maaslab operator stop|start`: stop or start the real operator's process."""
+        from .threescale_operator import ThreescaleOperator
+        op = next((c for c in self.components if isinstance(c, ThreescaleOperator)), None)
+        if op is None:
+            LOG.warning("operator %s: this lab runs the emulated operator", action)
+            return
+        if action == "stop":
+            op.stop()
+        elif not op.running():
+            op.start()
+        else:
+            op.write_state()
 
     # -- kube seeding over HTTP (same path as any client) ------------------------------------
     def _kube(self) -> KubeClient:

@@ -49,6 +49,7 @@ class ThreescaleOperator:
         self.ctx = ctx
         self.home = Path(ctx.dir) / "operator"
         self.proc: subprocess.Popen | None = None
+        self.serial = 0
 
     @property
     def log_file(self) -> Path:
@@ -82,20 +83,37 @@ class ThreescaleOperator:
                 preexec_fn=_dies_with_parent(signal.SIGKILL))
         finally:
             log.close()
-        self._wait_ready(f"http://127.0.0.1:{probe}/readyz")
+        try:
+            self._wait_ready(f"http://127.0.0.1:{probe}/readyz")
+        except RuntimeError as e:
+            self.write_state(str(e))
+            raise
+        self.write_state()
         LOG.info("3scale operator (pid %d) watching namespace %s", self.proc.pid, self.ctx.settings["namespace"])
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()  # controller-runtime stops its workers and returns on SIGTERM
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            LOG.warning("3scale operator still running 10 s after SIGTERM; killing it")
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # controller-runtime stops its workers and returns on SIGTERM
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                LOG.warning("3scale operator still running 10 s after SIGTERM; killing it")
+                proc.kill()
+                proc.wait(timeout=5)
+        if not self.ctx.stopping.is_set():
+            self.write_state()
+
+    def write_state(self, error: str | None = None) -> None:
+        """<dir>/operator/state.json, rewritten after every start and stop (`maaslab operator`)."""
+        self.serial += 1
+        state = {"running": self.running(), "pid": self.proc.pid if self.running() else None,
+                 "serial": f"{os.getpid()}-{self.serial}", "log": str(self.log_file)}
+        if error:
+            state["error"] = error
+        tmp = self.home / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.home / "state.json")
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

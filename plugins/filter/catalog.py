@@ -57,11 +57,13 @@ def inference_service_models(isvcs, accounts=None):
         raise AnsibleFilterError(str(exc))
 
 
-def product_resources(models, settings, products=None):
-    """Backend, Product, ActiveDoc and OpenAPI Secret of each normalised model, as data."""
+def product_resources(models, settings, products=None, current=None):
+    """Backend, Product, ActiveDoc and OpenAPI Secret of each normalised model, as data.
+    ``current``: the live Product CRs (k8s_info resources), by metadata.name."""
     exists = dict((p.get("product"), p.get("exists")) for p in products or [])
+    live = dict(((c.get("metadata") or {}).get("name"), c) for c in current or [] if isinstance(c, dict))
     try:
-        return [_catalog.product_resources(m, dict(settings), exists.get(m["system_name"], False))
+        return [_catalog.product_resources(m, dict(settings), exists.get(m["system_name"], False), live.get(m["name"]))
                 for m in _models(models, "product_resources")]
     except KeyError as exc:
         raise AnsibleFilterError("product_resources: missing %s (models must come from model_catalog, settings"

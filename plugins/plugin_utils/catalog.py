@@ -269,6 +269,12 @@ def product(model, settings, labels):
     policies.append({"name": "apicast", "version": "builtin", "enabled": True, "configuration": {}})
     policies.append({"name": "upstream_connection", "version": "builtin", "enabled": True,
                      "configuration": {"connect_timeout": timeout, "read_timeout": timeout, "send_timeout": timeout}})
+    # The operator writes the whole spec back when it fills in defaults, and its PolicyConfig's
+    # configurationRef is a struct (apis/capabilities/v1beta1/product_types.go): every policy comes
+    # back with `configurationRef: {}` (no Secret: an empty name is ignored). Stating it here keeps
+    # the next apply from removing it, which would change the Product on every second run.
+    for policy in policies:
+        policy["configurationRef"] = {}
     plan = {"name": settings["plan_name"], "appsRequireApproval": bool(settings["plan_requires_approval"]),
             "published": bool(settings["plan_published"])}
     if model["limits"]:
@@ -377,10 +383,25 @@ def activedoc(model, settings, labels, secret_name):
             "metadata": _metadata(model["name"], settings["namespace"], labels), "spec": _provider(spec, settings)}
 
 
-def product_resources(model, settings, exists=False):
+def removed_methods(product_cr, current):
+    """Methods the live Product CR (``current``, or None) lists that the new one drops, by name."""
+    have = ((current or {}).get("spec") or {}).get("methods") or {}
+    return sorted(set(have) - set(product_cr["spec"].get("methods") or {}))
+
+
+def product_resources(model, settings, exists=False, current=None):
     """Everything the maas_product role applies for one normalised model, as data:
     Backend, Product, ActiveDoc, the OpenAPI Secret ({} with an openapi_url), the hash of the
     Backend and Product specs (what a promotion records) and the references cr_wait watches.
+
+    Removing an operation takes two Product specs, ``product_first`` then ``product``: porta will
+    not delete a method that the latest staging or production configuration still uses (porta
+    app/models/metric.rb, ``belongs_to_latest_config?``), and the operator deletes methods before
+    mapping rules and stops at the first failed task (3scale 2.14, controllers/capabilities/
+    product_threescale_reconciler.go), after which its ProxyConfigPromote refuses the unsynced
+    Product. So ``product_first`` drops the operation's mapping rule but keeps its method (as the
+    live CR ``current`` has it); once that is promoted, ``product`` drops the method.
+    ``removed_methods`` names them; without any, ``product_first`` is ``product``.
 
     ``settings``: api_version, namespace, plan_system_name, plan_name, plan_published,
     plan_requires_approval, upstream_timeout, cors_allow_origin, activedoc_published,
@@ -390,7 +411,11 @@ def product_resources(model, settings, exists=False):
     secret_name = ""
     if not model["openapi_url"]:
         # Keys in the order built (Swagger UI shows the paths in document order).
-        document = json.dumps(openapi(model))
+        # Raw UTF-8, not \u escapes: the operator reads the document with kin-openapi's
+        # LoadFromData (YAML, gopkg.in/yaml.v2), which refuses the surrogate-pair escapes of a
+        # character outside the BMP, e.g. an emoji in the display name ("found invalid Unicode
+        # character escape code"; controllers/capabilities/activedoc_threescale_reconciler.go).
+        document = json.dumps(openapi(model), ensure_ascii=False)
         # Named after the document's hash: a changed document changes the ActiveDoc (whose controller
         # does not watch Secrets), so the operator reads it again.
         secret_name = "%s-openapi-%s" % (model["name"], hashlib.sha256(document.encode("utf-8")).hexdigest()[:10])
@@ -401,6 +426,12 @@ def product_resources(model, settings, exists=False):
                   "data": {"openapi.json": base64.b64encode(document.encode("utf-8")).decode("ascii")}}
     backend_cr = backend(model, settings, labels)
     product_cr = product(model, settings, labels)
+    removed = removed_methods(product_cr, current)
+    product_first = product_cr
+    if removed:
+        product_first = copy.deepcopy(product_cr)
+        for name in removed:
+            product_first["spec"]["methods"][name] = copy.deepcopy(current["spec"]["methods"][name])
     refs = dict((kind, {"kind": kind, "name": model["name"], "namespace": settings["namespace"]})
                 for kind in ("Backend", "Product", "ActiveDoc"))
     return {
@@ -410,6 +441,8 @@ def product_resources(model, settings, exists=False):
         "exists": bool(exists),
         "backend": backend_cr,
         "product": product_cr,
+        "product_first": product_first,
+        "removed_methods": removed,
         "activedoc": activedoc(model, settings, labels, secret_name),
         "secret": secret,
         "config_hash": _digest([backend_cr, product_cr], "sha1"),

@@ -13,7 +13,6 @@ while the watch cache initialises).
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -123,10 +122,10 @@ def test_fail_on_error_false_reports_each_cr(lab_h, tmp_path):
 def test_watch_closed_early_still_returns(lab, lab_h, tmp_path):
     before = kube_faults(lab_h).get("watch_closes", 0)
     names = [uniq("cwclose")]
-    # Every watch of a client (not the operator's) ends after 0.3 s; the operator's 1 s per reconcile
-    # spreads the status writes over several of those streams.
+    # Every watch of a client (not the operator's) ends after 0.3 s; porta answering the operator in
+    # 0.1 s per request spreads its status writes over several of those streams.
     fault(lab, "kube", "watch_close_after=0.3")
-    fault(lab, "operator", "delay=1")
+    fault(lab, "porta", "delay=0.1", "exclude_operator=false")
     try:
         result, d = timed(lab_h, [o for n in names for o in model_objs(lab_h, n)], mw.targets(names, lab_h.ns), tmp_path)
     finally:
@@ -163,7 +162,8 @@ def test_429_on_list_is_retried(lab, lab_h, tmp_path):
 
 def test_timeout_names_the_last_conditions(lab, lab_h, tmp_path):
     name = uniq("cwstuck")
-    fault(lab, "operator", "fail=" + json.dumps({f"Backend/{lab_h.ns}/{name}": "injected: porta is unreachable"}))
+    # porta fails every backend call of the operator (a 3scale outage as the operator sees it)
+    fault(lab, "porta", "error_rate=1", "error_status=503", "exclude_operator=false", "path_regex=^/admin/api/backend_apis")
     try:
         result = mw.run_wait(lab_h, [{"kind": "Backend", "name": name, "namespace": lab_h.ns}],
                              apply=model_objs(lab_h, name)[:1], work=tmp_path, timeout=4)
@@ -171,5 +171,5 @@ def test_timeout_names_the_last_conditions(lab, lab_h, tmp_path):
         fault(lab, "clear")
     assert result.get("failed") is True, result["stdout"]
     assert f"Backend {lab_h.ns}/{name} was not Synced after 4.0 s; last conditions:" in result["msg"]
-    assert "injected: porta is unreachable" in result["msg"]  # the Failed=True message the operator wrote
+    assert "code: 503" in result["msg"]  # the Failed=True message the operator wrote from porta's answer
     assert result["resources"][0]["state"] == "timeout"

@@ -92,8 +92,9 @@ def test_kill_at_four_points_then_rerun_converges(lab, lab_env):
 
     points = [("after the Backend apply", after_task("Wait for the Backend to be synced"), {}),
               ("after the Product apply", after_task("Wait for the Product to be synced"), {}),
-              # The operator takes 1 s per reconcile: the PCP lives long enough to be seen and killed under.
-              ("while the ProxyConfigPromote exists", pcp_exists, {"operator": ["delay=1"]}),
+              # porta takes 1 s to deploy and promote: the PCP lives long enough to be seen and killed under.
+              ("while the ProxyConfigPromote exists", pcp_exists,
+               {"porta": ["delay=1", "exclude_operator=false", "path_regex=/proxy/(deploy|configs/.*/promote)"]}),
               # Each application create takes 1 s at porta: the kill lands between the two accounts.
               ("during the accounts' applications", first_application,
                {"porta": ["delay=1", "path_regex=/applications.json$", 'verbs=["POST"]']})]

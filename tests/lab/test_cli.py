@@ -117,7 +117,7 @@ def test_lab_up_workshop_flow_resume_and_down(tmp_path):
         assert workshop_curl(endpoint, key)["choices"] == answer["choices"]  # temperature 0: same text
         print(f"\nlab first start {first_start:.2f}s (make incl.), resume {resume:.2f}s, RSS {memory:.0f} MB")
         assert memory < 200, memory
-        assert first_start < 10 and resume < 10  # generous bounds for a loaded CI box; README has figures
+        assert first_start < 20 and resume < 10  # bounds for a loaded CI box (tests run 2 at a time); README has figures
     finally:
         for d in (lab_dir, other):
             subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(d)], capture_output=True)

@@ -128,7 +128,7 @@ SWAGGER2 = {"swagger": "2.0", "info": {"title": "old", "version": "1"}, "paths":
 @pytest.fixture(scope="module")
 def oplab(tmp_path_factory):
     directory = tmp_path_factory.mktemp("oplab")
-    lab = Lab(start_lab(directory))
+    lab = Lab(start_lab(directory, "--operator", "emulated"))
     yield lab
     stop_lab(directory)
 
@@ -484,7 +484,7 @@ def test_restart_keeps_objects_and_status(oplab):
     urls = dict(oplab.info["urls"])
     d = Path(oplab.info["dir"])
     stop_lab(d)
-    oplab.info = start_lab(d)
+    oplab.info = start_lab(d, "--operator", "emulated")
     assert oplab.info["urls"] == urls  # same ports: the provider Secret's adminURL stays valid
     for ref, old in before.items():
         new = oplab.wait(ref, "Synced")
@@ -501,7 +501,7 @@ def test_restart_keeps_objects_and_status(oplab):
 
 
 def test_upstream_crds_behave_the_same(tmp_path):
-    lab = Lab(start_lab(tmp_path / "up", "--crd-dir", str(UPSTREAM_CRDS)))
+    lab = Lab(start_lab(tmp_path / "up", "--crd-dir", str(UPSTREAM_CRDS), "--operator", "emulated"))
     try:
         for f in ("tinyllama-backend.yaml", "tinyllama-product.yaml"):
             lab.kubectl("apply", "-f", str(DATA / f))

@@ -21,7 +21,7 @@ METHOD_IN_USE = ("method is used by the latest gateway configuration, it will be
 @pytest.fixture(scope="module")
 def up(tmp_path_factory):
     directory = tmp_path_factory.mktemp("opup")
-    lab = Lab(start_lab(directory))
+    lab = Lab(start_lab(directory, "--operator", "emulated"))
     yield lab
     stop_lab(directory)
 

@@ -6,6 +6,7 @@ the lab's porta against porta-go-client, porta's source file is named."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -150,3 +151,29 @@ def test_a_product_change_reaches_porta(oplab):
     product = wait_for(synced, timeout=30, what="Product re-synced")
     svc = porta(oplab, "GET", f"/admin/api/services/{product['status']['productId']}.json").json()["service"]
     assert svc["description"] == "changed by the lab test"
+
+
+def maaslab(info, *args) -> dict:
+    p = subprocess.run([sys.executable, "-m", "maaslab", *args, "--dir", str(info["path"])],
+                       capture_output=True, text=True, timeout=90, check=True)
+    return json.loads(p.stdout)
+
+
+def test_operator_stop_and_start_as_a_rescheduled_pod(oplab):
+    """`maaslab operator stop|start`: a CR applied while the operator is down is reconciled once
+    it is back (controller-runtime lists every object when its caches start)."""
+    pid = operator_pid(oplab)
+    state = maaslab(oplab, "operator", "stop")
+    assert state["running"] is False and not Path(f"/proc/{pid}").exists()
+    name = "while-down"
+    backend = {"apiVersion": "capabilities.3scale.net/v1beta1", "kind": "Backend",
+               "metadata": {"name": name, "namespace": "3scale"},
+               "spec": {"name": name, "systemName": name, "privateBaseURL": oplab["urls"]["model"]}}
+    kube(oplab, "POST", f"{API}/backends", json=backend).raise_for_status()
+    assert "status" not in kube(oplab, "GET", f"{API}/backends/{name}").json()  # nobody reconciled it
+    state = maaslab(oplab, "operator", "start")
+    assert state["running"] is True and state["pid"] != pid
+    synced = wait_for(lambda: condition(kube(oplab, "GET", f"{API}/backends/{name}").json(), "Synced")
+                      .get("status") == "True", timeout=30, what="Backend synced after the restart")
+    assert synced
+    assert maaslab(oplab, "operator", "status")["pid"] == state["pid"]
