@@ -1,8 +1,8 @@
-"""Time from applying a CR to its ready condition, on the real 3scale operator or the emulator.
+"""Time from applying a CR to its ready condition on the lab's 3scale operator (the real one).
 
-    .venv/bin/python hack/measure_sync.py [--operator real|emulated] [--models 5] [--json FILE]
+    .venv/bin/python hack/measure_sync.py [--models 5] [--json FILE]
 
-Starts its own lab with the given operator, then for each of --models models applies a Backend,
+Starts its own lab, then for each of --models models applies a Backend,
 waits for Synced, applies a Product (8 mapping rules, 8 methods, 4 policies, 1 plan), waits for
 Synced, then a ProxyConfigPromote (production) and waits for Ready. Each wait is a Kubernetes watch
 (no polling); the clock starts when the create call returns. Prints the median and the maximum of
@@ -52,9 +52,14 @@ def apply_and_wait(kube: KubeClient, obj: dict, timeout: float = 120) -> float:
     raise RuntimeError(f"{obj['kind']} {name} not {ctype} after {timeout}s")
 
 
-def run(operator: str, models: int) -> dict:
+def operator_version() -> str:
+    mod = (ROOT / "lab" / "operator" / "go.mod").read_text().split()
+    return "github.com/3scale/3scale-operator " + mod[mod.index("github.com/3scale/3scale-operator") + 1]
+
+
+def run(models: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="measure-sync-") as d:
-        subprocess.run([sys.executable, "-m", "maaslab", "up", "--dir", d, "--operator", operator], check=True,
+        subprocess.run([sys.executable, "-m", "maaslab", "up", "--dir", d], check=True,
                        capture_output=True)
         try:
             info = json.loads((Path(d) / "lab.json").read_text())
@@ -73,7 +78,7 @@ def run(operator: str, models: int) -> dict:
                 times["Product"].append(apply_and_wait(kube, item["product"]))
                 pcp = catalog.promote_requests([item], 1, settings)[0]["definition"]
                 times["ProxyConfigPromote"].append(apply_and_wait(kube, pcp))
-            return {"operator": operator, "models": models, "lab_start_s": info["startup_seconds"]["total"],
+            return {"operator": operator_version(), "models": models, "lab_start_s": info["startup_seconds"]["total"],
                     **{k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)}
                        for k, v in times.items()}}
         finally:
@@ -82,11 +87,10 @@ def run(operator: str, models: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--operator", choices=["real", "emulated"], default="real")
     p.add_argument("--models", type=int, default=5)
     p.add_argument("--json")
     args = p.parse_args()
-    result = run(args.operator, args.models)
+    result = run(args.models)
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -93,10 +93,7 @@ def cmd_serve(args) -> int:
 
 
 def _overrides(args) -> dict:
-    return {"users": args.users, "crd_dir": str(Path(args.crd_dir).resolve()) if args.crd_dir else None,
-            "reconcile_delay": args.reconcile_delay,
-            "apicast_refresh": args.apicast_refresh, "porta_release": args.porta_release,
-            "operator": args.operator}
+    return {"users": args.users, "apicast_refresh": args.apicast_refresh, "porta_release": args.porta_release}
 
 
 def cmd_up(args) -> int:
@@ -108,7 +105,7 @@ def cmd_up(args) -> int:
     t0 = time.monotonic()
     rfd, wfd = os.pipe()
     cmd = [sys.executable, "-m", "maaslab", "serve", "--dir", str(directory), "--ready-fd", str(wfd)]
-    for flag in ("users", "crd_dir", "reconcile_delay", "apicast_refresh", "porta_release", "operator"):
+    for flag in ("users", "apicast_refresh", "porta_release"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     log = open(directory / "lab.log", "ab")
@@ -164,13 +161,10 @@ def cmd_fault(args) -> int:
     from .context import FAULT_SWITCHES, check_fault_switches
     path = Path(args.dir) / "faults.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    try:
-        operator = json.loads((Path(args.dir) / "lab.json").read_text())["settings"].get("operator")
-    except (FileNotFoundError, ValueError, KeyError):
-        operator = None
-    if args.component == "operator" and operator == "real":
-        print("maaslab fault: the real 3scale operator has no fault switches of ours: fail what it calls "
-              "(`fault porta ... exclude_operator=false`) or stop it (`maaslab operator stop|start`)", file=sys.stderr)
+    if args.component == "operator":
+        print("maaslab fault: the 3scale operator is the real one and has no fault switches of ours: fail what it "
+              "calls (`fault porta ... exclude_operator=false`) or stop it (`maaslab operator stop|start`)",
+              file=sys.stderr)
         return 2
     if args.component == "clear":
         data = {}
@@ -218,8 +212,7 @@ def cmd_operator(args) -> int:
     before = state()
     if args.action != "status":
         if not before:
-            print("maaslab operator: this lab runs the emulated operator; start it with --operator real",
-                  file=sys.stderr)
+            print(f"maaslab operator: no operator state in {state_file} (lab still starting?)", file=sys.stderr)
             return 2
         os.kill(pid, signal.SIGUSR1 if args.action == "stop" else signal.SIGUSR2)
         deadline = time.monotonic() + args.timeout
@@ -242,10 +235,6 @@ def main(argv=None) -> int:
     for name in ("up", "serve"):
         s = sub.add_parser(name)
         s.add_argument("--users", type=int, help="developer accounts user1..userN (default 5)")
-        s.add_argument("--crd-dir", help="directory of CRD YAML files to register instead of ours")
-        s.add_argument("--operator", choices=["emulated", "real"],
-                       help="3scale operator: the real one built from its Go module (default), or our emulator")
-        s.add_argument("--reconcile-delay", type=float, help="operator delay before each reconcile (s)")
         s.add_argument("--apicast-refresh", type=float, help="production APIcast config refresh (s)")
         s.add_argument("--porta-release", choices=["2.16", "next"],
                        help="porta behaviour: 2.16 (default) or next (porta master: 15-character passwords)")
@@ -257,10 +246,10 @@ def main(argv=None) -> int:
     sub.add_parser("status")
     sub.add_parser("env")
     f = sub.add_parser("fault", help="set fault switches: fault porta error_rate=0.3 error_status=503 | fault clear")
-    f.add_argument("component", help="porta | kube | model | operator | clear (switches: README \"Fault injection\")")
+    f.add_argument("component", help="porta | kube | model | clear (switches: README \"Fault injection\")")
     f.add_argument("settings", nargs="*")
     f.add_argument("--reset", action="store_true", help="replace the component's switches instead of merging")
-    o = sub.add_parser("operator", help="stop | start | status of the lab's (real) 3scale operator")
+    o = sub.add_parser("operator", help="stop | start | status of the lab's 3scale operator")
     o.add_argument("action", choices=["stop", "start", "status"])
     o.add_argument("--timeout", type=float, default=60)
     for s in sub.choices.values():

@@ -140,10 +140,6 @@ FAULT_SWITCHES: dict[str, dict[str, tuple[str, str]]] = {
         "down": ("list", 'InferenceServices ["namespace/name", ...] whose model server closes every connection unanswered'),
         "delay": ("object", '{"namespace/name": seconds}: that model server sleeps before answering'),
     },
-    "operator": {
-        "delay": ("seconds", "sleep before every reconcile"),
-        "fail": ("object", '{"Kind/namespace/name": "message"}: that CR gets Failed=True and retries'),
-    },
 }
 
 

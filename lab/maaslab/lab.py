@@ -20,14 +20,9 @@ from .context import LabContext
 from .kube.client import CRDS, NAMESPACES, SECRETS, KubeClient, KubeError, Resource
 
 LOG = logging.getLogger("maaslab")
-PACKAGE_CRDS = Path(__file__).parent / "crds"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "users": 5,
-    "crd_dir": None,  # None = maaslab/crds (our own); a directory of upstream CRD files works too
-    # "real": the 3scale operator built from its Go module (hack/build-operator.sh); "emulated": ours
-    "operator": os.environ.get("MAASLAB_OPERATOR") or "real",
-    "reconcile_delay": 0.0,
     "apicast_refresh": 1.0,
     "porta_release": "2.16",  # "next": porta master behaviours (15-character password minimum)
     "namespace": "3scale",
@@ -41,7 +36,7 @@ COMPONENTS = [
     ("porta", "Porta"),
     ("apicast", "APIcast"),
     ("controlplane", "ControlPlane"),  # etcd + kube-apiserver + kube-controller-manager (+ fault proxy)
-    ("operator", "Operator"),
+    ("threescale_operator", "ThreescaleOperator"),  # built from its Go module (hack/build-operator.sh)
     ("kserve", "KServe"),
 ]
 
@@ -103,8 +98,6 @@ class Lab:
         t0 = time.monotonic()
         for modname, clsname in COMPONENTS:
             t = time.monotonic()
-            if modname == "operator" and self.ctx.settings.get("operator") == "real":
-                modname, clsname = "threescale_operator", "ThreescaleOperator"
             cls = getattr(importlib.import_module(f"maaslab.{modname}"), clsname)
             comp = cls(self.ctx)
             comp.start()
@@ -135,11 +128,11 @@ class Lab:
         self.components.clear()
 
     def operator_control(self, action: str) -> None:
-        """`maaslab operator stop|start`: stop or start the real operator's process."""
+        """`maaslab operator stop|start`: stop or start the operator's process."""
         from .threescale_operator import ThreescaleOperator
         op = next((c for c in self.components if isinstance(c, ThreescaleOperator)), None)
         if op is None:
-            LOG.warning("operator %s: this lab runs the emulated operator", action)
+            LOG.warning("operator %s: the lab is not running", action)
             return
         if action == "stop":
             op.stop()
@@ -154,14 +147,10 @@ class Lab:
                           ca_file=str(self.ctx.tls.ca_cert))
 
     def _crd_files(self) -> list[dict[str, Any]]:
-        """The CRDs to register: the real operator's own (from its module), or ours for the emulator;
-        KServe's InferenceService is always ours."""
-        files: list[Path] = []
-        if self.ctx.settings.get("operator") == "real":
-            from .threescale_operator import crd_dir
-            files = sorted(crd_dir().glob("*.y*ml")) + [PACKAGE_CRDS / "inferenceservices.yaml"]
-        else:
-            files = sorted(Path(self.ctx.settings.get("crd_dir") or PACKAGE_CRDS).glob("*.y*ml"))
+        """The 3scale operator's CRDs, as its Go module carries them (copied next to the binary by
+        hack/build-operator.sh). KServe's InferenceService is installed by the KServe stand-in."""
+        from .threescale_operator import crd_dir
+        files = sorted(crd_dir().glob("*.y*ml"))
         docs = []
         for f in files:
             for doc in yaml.safe_load_all(f.read_text()):
@@ -175,7 +164,7 @@ class Lab:
         kube = self._kube()
         ns = self.ctx.settings["namespace"]
         crds = self._crd_files()
-        for crd in crds:  # replaced when it differs: a lab directory may switch operators
+        for crd in crds:  # replaced when it differs: a lab directory outlives an operator rebuild
             if not _create_if_absent(kube, CRDS, crd):
                 current = kube.get(CRDS, None, crd["metadata"]["name"])
                 if current["spec"] != crd["spec"]:

@@ -1,5 +1,5 @@
 """Faults that real systems produce, switched live with `python -m maaslab fault` (the real CLI) and
-observed with real clients: requests, kubectl 1.37, the lab operator's porta client; the counters of
+observed with real clients: requests, kubectl 1.37, the real 3scale operator; the counters of
 `/lab/stats.json` (porta and kube) prove that each fault happened."""
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import time
 
 import pytest
 import requests
-from maaslab.operator.errors import PortaError
-from maaslab.operator.porta_client import PortaClient
 from test_porta import Lab
 
 try:
@@ -81,33 +79,16 @@ def test_porta_lost_response_commits_then_hangs_up(porta):
     assert porta_faults(porta) == {"lost_responses": 1}
 
 
-def test_operator_client_never_resends_a_write_whose_answer_was_lost(porta):
-    """The operator's client (like Go's net/http Transport) re-sends on a fresh connection only what
-    cannot have been processed or is replayable: a POST whose answer was lost is not sent twice.
-    Upstream: Go net/http transport.go (shouldRetryRequest, Request.isReplayable); 3scale-porta-go-client
-    client/client.go (no User-Agent of its own)."""
-    client = PortaClient(porta.url, porta.token, porta.ctx.client_ssl_context())
-    client.call("GET", "/admin/api/accounts.json")                  # a kept-alive connection to reuse
-    fault(porta.ctx.dir, "porta", "lost_response_rate=1", "path_regex=^/admin/api/signup", "max_count=1")
-    with pytest.raises((ConnectionError, OSError)):
-        client.call("POST", "/admin/api/signup.json", {"org_name": "opwrite", "username": "opwrite",
-                                                       "email": "opwrite@example.com", "password": "openshift-openshift"})
-    assert len(accounts_named(porta, "opwrite")) == 1
-    # a replayable GET on the connection the server closed is simply sent again on a new one
-    assert client.call("GET", "/admin/api/accounts.json")["accounts"]
-
-
 def test_porta_exclude_operator_spares_the_operator_user_agent(porta):
     """exclude_operator (porta, default false): requests with Go's default User-Agent, which the real
-    operator's porta-go-client sends and the lab operator copies, are not faulted; everyone else is.
-    Upstream: 3scale-porta-go-client client/client.go (http.Client without a User-Agent header)."""
-    operator = PortaClient(porta.url, porta.token, porta.ctx.client_ssl_context())
+    operator's porta-go-client sends, are not faulted; everyone else is.
+    Upstream: 3scale-porta-go-client client/client.go (http.Client without a User-Agent header), Go
+    net/http request.go (defaultUserAgent "Go-http-client/1.1")."""
+    go = {"User-Agent": "Go-http-client/1.1"}
     fault(porta.ctx.dir, "porta", "error_rate=1", "path_regex=^/admin/api/accounts")
-    with pytest.raises(PortaError) as err:
-        operator.call("GET", "/admin/api/accounts.json")
-    assert err.value.status == 503
+    assert porta.get("/admin/api/accounts.json", headers=go).status_code == 503
     fault(porta.ctx.dir, "porta", "error_rate=1", "path_regex=^/admin/api/accounts", "exclude_operator=true")
-    assert operator.call("GET", "/admin/api/accounts.json")["accounts"]
+    assert porta.get("/admin/api/accounts.json", headers=go).json()["accounts"]
     assert porta.get("/admin/api/accounts.json").status_code == 503          # the collection's calls still fail
     assert porta_faults(porta) == {"errors": 2}
 

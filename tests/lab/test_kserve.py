@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from conftest import start_lab, stop_lab
-from kube_fixtures import UPSTREAM_CRDS, wait_for
+from kube_fixtures import wait_for
 
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 NS = "models"
@@ -316,19 +316,6 @@ def test_restart_keeps_inferenceservices_and_urls(klab):
     assert {n: klab.get(n)["status"]["url"] for n in before} == before
     assert klab.jsonpath("cat-2", ".metadata.labels.maas\\.threescale/publish") == "false"
     assert klab.get("stoppable")["status"]["url"] and klab.wait_ready("stoppable")
-
-
-def test_crd_installed_with_the_3scale_upstream_crd_dir(tmp_path):
-    """`--crd-dir` pointing at the 3scale operator's upstream CRDs (no InferenceService there): the
-    KServe stand-in installs its own CRD, as installing KServe does, and still serves models."""
-    lab = KLab(start_lab(tmp_path / "up", "--crd-dir", str(UPSTREAM_CRDS)))
-    try:
-        lab.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                                                          "metadata": {"name": NS}}))
-        lab.apply_isvc("solo", args=["--served-model-name=solo/1b"])
-        assert models_of(lab.wait_ready("solo")["status"]["url"]) == ["solo/1b"]
-    finally:
-        stop_lab(tmp_path / "up")
 
 
 def test_served_names_parsing():

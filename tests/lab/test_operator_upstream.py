@@ -1,10 +1,12 @@
-"""Operator emulator behaviours re-read from upstream master de2fb005 (CONTRACT §10): the method still
-used by the latest gateway configuration, terminal promote errors, ActiveDoc order/defaults/kin-openapi
-0.94 validation, upstream Failed texts, policy configurationRef, deletion with the provider gone.
-Each test names the upstream file it follows.
+"""The real 3scale operator (v0.11.0, 3scale 2.14) where it matters to the collection and where it
+differs from the contract's master (CONTRACT §10): a method still used by the latest gateway
+configuration, promote errors retried, ActiveDoc order/defaults/kin-openapi 0.94 validation, the
+Failed texts, policy configurationRef, deletion with the provider gone. Each test names the upstream
+file it follows (paths relative to the module github.com/3scale/3scale-operator@v0.11.0).
 """
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -14,14 +16,16 @@ from conftest import start_lab, stop_lab
 from test_operator import (NO_CHANGES, NS, OAS30, Lab, activedoc, backend, cond, pcp, poll, product, secret,
                            synced_current)
 
-METHOD_IN_USE = ("method is used by the latest gateway configuration, it will be removed from 3scale only once the "
-                 "promotion without the mapping rule that uses the deleted method is done")
+# porta app/models/metric.rb (belongs_to_latest_config? → errors[:base]), 403 from
+# app/controllers/admin/api/metric_methods_controller.rb, re-marshalled by porta-go-client
+METHOD_IN_USE = ('error calling 3scale system - reason: {"errors": {"base": ["Method is used by the latest gateway '
+                 'configuration and cannot be deleted"]}} - code: 403')
 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory):
     directory = tmp_path_factory.mktemp("opup")
-    lab = Lab(start_lab(directory, "--operator", "emulated"))
+    lab = Lab(start_lab(directory))
     yield lab
     stop_lab(directory)
 
@@ -39,10 +43,12 @@ def fresh_status(lab: Lab, ref: str, ctype: str, status: str = "True") -> dict:
 
 
 # ------------------------------------------------------------------ item 1: method used by the latest config
-def test_method_in_use_product_failed_until_promoted(up):
-    """Upstream: 3scale-operator pkg/helper/task_runner.go, pkg/helper/errors.go,
-    controllers/capabilities/proxyconfigpromote_controller.go (Failed with ErrReferencedMethodIsBeingDeleted
-    is promotable)."""
+def test_method_in_use_blocks_the_product_until_its_rule_goes_first(up):
+    """v0.11.0 pkg/helper/task_runner.go stops at the first failing task, and
+    controllers/capabilities/product_threescale_reconciler.go runs SyncMethods before SyncMappingRules:
+    removing an operation (method + rule) at once leaves the rule in 3scale and the Product Failed, and
+    proxyconfigpromote_controller.go refuses an unsynced Product. Hence the collection's two steps:
+    drop the rule, promote, then drop the method (roles/maas_product)."""
     up.apply(backend("mu-be"))
     up.wait("backend/mu-be", "Synced")
     rule = {"httpMethod": "POST", "pattern": "/v1/chat", "metricMethodRef": "chat", "increment": 1}
@@ -51,25 +57,36 @@ def test_method_in_use_product_failed_until_promoted(up):
     up.apply(pcp("mu-1", "mu-pr", production=True))
     up.wait("proxyconfigpromote/mu-1", "Ready")
     svc = f"/admin/api/services/{pid}"
-    # drop the operation: porta refuses to delete the method, the rest (mapping rule) is synced
     up.kubectl("patch", "product/mu-pr", "--type=json", "-p",
                json.dumps([{"op": "remove", "path": "/spec/methods"}, {"op": "remove", "path": "/spec/mappingRules"}]))
     obj = fresh_status(up, "product/mu-pr", "Failed")
-    assert cond(obj, "Failed")["message"] == METHOD_IN_USE
+    assert cond(obj, "Failed")["message"] == ("Task failed SyncMethods: Error sync product methods [mupr]: product "
+                                              "[mupr] delete method: " + METHOD_IN_USE)
     assert [cond(obj, t)["status"] for t in ("Invalid", "Orphan", "Synced")] == ["False", "False", "False"]
-    assert obj["status"]["productId"] == pid
     assert methods_of(up, svc) == {"chat"}
-    assert up.porta_list(f"{svc}/proxy/mapping_rules.json", "mapping_rules", "mapping_rule") == []
-    # a PCP accepts the Product in that state; after the promotion the Product re-syncs and the method goes
+    rules = up.porta_list(f"{svc}/proxy/mapping_rules.json", "mapping_rules", "mapping_rule")
+    assert [(r["http_method"], r["pattern"]) for r in rules] == [("POST", "/v1/chat")]  # never reached
     up.apply(pcp("mu-2", "mu-pr", production=True))
-    st = up.wait("proxyconfigpromote/mu-2", "Ready")["status"]
+    obj = up.wait("proxyconfigpromote/mu-2", "Failed")
+    assert cond(obj, "Failed")["message"] == "proudct CR is not ready"  # sic, upstream's spelling
+    up.kubectl("delete", "proxyconfigpromote/mu-2")
+    # the collection's way: the method stays while the rule goes and is promoted, then the method goes
+    up.kubectl("patch", "product/mu-pr", "--type=merge", "-p", json.dumps({"spec": {"methods": {"chat": {
+        "friendlyName": "Chat"}}}}))
+    assert synced_current(fresh_status(up, "product/mu-pr", "Synced"))
+    assert up.porta_list(f"{svc}/proxy/mapping_rules.json", "mapping_rules", "mapping_rule") == []
+    up.apply(pcp("mu-3", "mu-pr", production=True))
+    st = up.wait("proxyconfigpromote/mu-3", "Ready")["status"]
     assert st["latestProductionVersion"] == st["latestStagingVersion"]
-    assert synced_current(up.wait("product/mu-pr", "Synced", timeout=60))
+    up.kubectl("patch", "product/mu-pr", "--type=json", "-p", json.dumps([{"op": "remove", "path": "/spec/methods"}]))
+    assert synced_current(fresh_status(up, "product/mu-pr", "Synced"))
     assert methods_of(up, svc) == set()
 
 
-def test_backend_with_method_in_use_is_still_usable_by_products(up):
-    """Upstream: 3scale-operator pkg/controller/helper/backend_list.go, backend_threescale_reconciler.go."""
+def test_backend_with_method_in_use_orphans_new_products_until_synced(up):
+    """v0.11.0 pkg/controller/helper/backend_list.go lists only Synced Backends, so a Product that uses a
+    Failed Backend is Orphan until it syncs again (master lists them all);
+    controllers/capabilities/backend_threescale_reconciler.go runs SyncMethods before SyncMappingRules."""
     rule = {"httpMethod": "POST", "pattern": "/v1/embed", "metricMethodRef": "embed", "increment": 1}
     up.apply(backend("bu-be", methods={"embed": {"friendlyName": "Embed"}}, mappingRules=[rule]))
     bid = up.wait("backend/bu-be", "Synced")["status"]["backendId"]
@@ -80,45 +97,51 @@ def test_backend_with_method_in_use_is_still_usable_by_products(up):
     up.kubectl("patch", "backend/bu-be", "--type=json", "-p",
                json.dumps([{"op": "remove", "path": "/spec/methods"}, {"op": "remove", "path": "/spec/mappingRules"}]))
     obj = fresh_status(up, "backend/bu-be", "Failed")
-    assert cond(obj, "Failed")["message"] == METHOD_IN_USE and cond(obj, "Synced")["status"] == "False"
-    # another Product may still use that Backend (not Orphan)
+    assert cond(obj, "Failed")["message"] == ("Task failed SyncMethods: Error sync backend methods [bube]: backend "
+                                              "[bube] delete method: " + METHOD_IN_USE)
+    assert cond(obj, "Synced")["status"] == "False"
     up.apply(product("bu-pr2", "bube"))
-    assert synced_current(up.wait("product/bu-pr2", "Synced"))
+    assert "bube" in cond(up.wait("product/bu-pr2", "Orphan"), "Orphan")["message"]
+    # the rule first, promoted, then the method
+    up.kubectl("patch", "backend/bu-be", "--type=merge", "-p", json.dumps({"spec": {"methods": {"embed": {
+        "friendlyName": "Embed"}}}}))
+    assert synced_current(fresh_status(up, "backend/bu-be", "Synced"))
+    assert synced_current(up.wait("product/bu-pr2", "Synced", timeout=60))  # retried with backoff
     up.apply(pcp("bu-2", "bu-pr", production=True))
     up.wait("proxyconfigpromote/bu-2", "Ready")
-    assert synced_current(up.wait("backend/bu-be", "Synced", timeout=60))
+    up.kubectl("patch", "backend/bu-be", "--type=json", "-p", json.dumps([{"op": "remove", "path": "/spec/methods"}]))
+    assert synced_current(fresh_status(up, "backend/bu-be", "Synced"))
     assert methods_of(up, f"/admin/api/backend_apis/{bid}") == set()
 
 
 # ------------------------------------------------------------------ item 2: ProxyConfigPromote
-def test_promote_error_is_terminal_invalid(up):
-    """Upstream: 3scale-operator controllers/capabilities/proxyconfigpromote_controller.go (any promote
-    error → Invalid "[]: ...no product changes detected", pkg/helper/reconcile_error_handler.go no requeue)."""
+def test_promote_error_is_reported_with_the_operators_text_and_retried(up):
+    """v0.11.0 controllers/capabilities/proxyconfigpromote_controller.go: any PromoteProxyConfig error
+    becomes Failed "can't promote to production as no product changes detected, ..." (porta's own error
+    is dropped) and is returned, so the CR is retried with backoff and goes Ready once porta answers."""
     up.apply(backend("pe-be"))
     up.wait("backend/pe-be", "Synced")
     up.apply(product("pe-pr", "pebe"))
     pid = up.wait("product/pe-pr", "Synced")["status"]["productId"]
     faults = Path(up.info["dir"]) / "faults.json"
-    faults.write_text(json.dumps({"porta": {"error_rate": 1, "error_status": 503, "path_regex": f"/services/{pid}/.*promote"}}))
+    faults.write_text(json.dumps({"porta": {"error_rate": 1, "error_status": 503, "exclude_operator": False,
+                                            "path_regex": f"/services/{pid}/.*promote"}}))
     try:
         up.apply(pcp("pe-1", "pe-pr", production=True))
         obj = up.wait("proxyconfigpromote/pe-1", "Failed")
     finally:
         faults.write_text("{}")
-    assert cond(obj, "Failed")["message"] == '[]: Invalid value: "": cannot promote to production as ' + NO_CHANGES
+    assert cond(obj, "Failed")["message"] == NO_CHANGES
     assert cond(obj, "Ready")["status"] == "False"
     st = obj["status"]
     assert st["productId"] == str(pid) and st["latestStagingVersion"] > 0 and "latestProductionVersion" not in st
-    # a new CR promotes; the failed one was not retried meanwhile
-    up.apply(pcp("pe-2", "pe-pr", production=True))
-    up.wait("proxyconfigpromote/pe-2", "Ready")
-    again = up.get("proxyconfigpromote/pe-1")
-    assert again["status"] == obj["status"]
+    st = up.wait("proxyconfigpromote/pe-1", "Ready", timeout=60)["status"]
+    assert st["latestProductionVersion"] == st["latestStagingVersion"]
 
 
 def test_ready_pcp_honours_late_delete_cr_and_flips_back_without_product(up):
-    """Upstream: 3scale-operator controllers/capabilities/proxyconfigpromote_controller.go (Product read
-    before the Ready check; deleteCR checked on every reconcile)."""
+    """Upstream: controllers/capabilities/proxyconfigpromote_controller.go (Product read before the Ready
+    check; deleteCR checked on every reconcile)."""
     up.apply(backend("fb-be"))
     up.wait("backend/fb-be", "Synced")
     up.apply(product("fb-pr", "fbbe"))
@@ -133,7 +156,8 @@ def test_ready_pcp_honours_late_delete_cr_and_flips_back_without_product(up):
     up.kubectl("annotate", "proxyconfigpromote/fb-stage", "touch=1")
     obj = up.wait("proxyconfigpromote/fb-stage", "Failed")
     assert cond(obj, "Ready")["status"] == "False"
-    assert cond(obj, "Failed")["message"] == 'products.capabilities.3scale.net "fb-pr" not found'
+    # controller-runtime's cached client names the kind, not the resource, in its NotFound
+    assert cond(obj, "Failed")["message"] == 'Product.capabilities.3scale.net "fb-pr" not found'
     assert obj["status"] == {"productId": "product not found", "conditions": obj["status"]["conditions"]}
 
 
@@ -146,7 +170,7 @@ def test_activedoc_defaults_then_lookup_failure_is_failed_and_retried(up):
     obj = up.wait("activedoc/adl", "Failed")
     assert obj["metadata"]["generation"] == 2
     assert obj["spec"]["systemName"] == "adl" and obj["spec"]["activeDocOpenAPIRef"]["secretRef"]["namespace"] == NS
-    assert cond(obj, "Failed")["message"] == 'secrets "adl-tenant" not found'
+    assert cond(obj, "Failed")["message"] == 'Secret "adl-tenant" not found'  # the cached client's NotFound
     assert cond(obj, "Ready")["status"] == "False" and "providerAccountHost" not in obj["status"]
     up.apply(secret("adl-tenant", {"adminURL": up.porta_url, "token": up.token}))
     obj = up.wait("activedoc/adl", "Ready")
@@ -237,7 +261,8 @@ def test_duplicate_friendly_name_reaches_porta(up):
     obj = up.wait("product/fn-pr", "Failed")
     assert cond(obj, "Invalid")["status"] == "False"
     assert cond(obj, "Failed")["message"] == (
-        'task failed SyncMetrics: error sync product metrics [fnpr]: error calling 3scale system - reason: '
+        'Task failed SyncMetrics: Error sync product metrics [fnpr]: product [fnpr] create metric: error calling '
+        '3scale system - reason: '
         '{"friendly_name":["has already been taken"]} - code: 422')
     up.kubectl("patch", "product/fn-pr", "--type=merge", "-p", '{"spec":{"metrics":{"tokens":{"friendlyName":"Tokens"}}}}')
     assert synced_current(fresh_status(up, "product/fn-pr", "Synced"))
@@ -250,7 +275,7 @@ def test_policy_configuration_ref_failed_then_synced_and_inline_wins(up):
         {"name": "headers", "version": "builtin", "enabled": True, "configuration": {"inline": True},
          "configurationRef": {"name": "pol-missing"}}]))
     obj = up.wait("product/pol-pr", "Failed")
-    assert cond(obj, "Failed")["message"] == 'task failed SyncPolicies: secrets "pol-cors" not found'
+    assert cond(obj, "Failed")["message"] == 'Task failed SyncPolicies: Secret "pol-cors" not found'
     assert cond(obj, "Invalid")["status"] == "False"
     up.apply(secret("pol-cors", {"configuration": json.dumps({"allow_origin": "*"})}))
     pid = up.wait("product/pol-pr", "Synced", timeout=60)["status"]["productId"]
@@ -269,8 +294,8 @@ def test_touching_pricing_ranges_pass_the_operator_and_reach_porta(up):
     obj = up.wait("product/pr-touch", "Failed")
     assert cond(obj, "Invalid")["status"] == "False"  # the operator allows them; porta refuses the second
     assert cond(obj, "Failed")["message"] == (
-        "task failed SyncApplicationPlans: error sync product [prtouch] plan [p]: task failed SyncPricingRules: "
-        'error calling 3scale system - reason: {"min":["overlaps with other pricing rule"]} - code: 422')
+        "Task failed SyncApplicationPlans: Error sync product [prtouch] plan [p]: Task failed SyncPricingRules: "
+        'application plan [p] create pricing rule: error calling 3scale system - reason: {"min":["overlaps with other pricing rule"]} - code: 422')
     rules[1]["from"] = 11
     up.kubectl("patch", "product/pr-touch", "--type=merge", "-p",
                json.dumps({"spec": {"applicationPlans": {"p": {"pricingRules": rules}}}}))
@@ -373,10 +398,13 @@ def test_backend_metric_removal_cleans_product_plan_references(up):
      b'{"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Nope"}}}}}}}}}',
      'failed to resolve "Nope" in fragment in URI: "#/components/schemas/Nope": map key "Nope" not found'),
 ])
-def test_kin_openapi_094_decoding_and_validation_texts(raw, expect):
-    """Upstream: kin-openapi v0.94.0 jsoninfo/unmarshal.go (property wrapping in JSON-name order),
-    openapi3/loader.go (LoadFromData, ghodss/yaml, local refs), openapi3/parameter.go (Validate)."""
-    from maaslab.operator.openapi import OpenAPIError, load_and_validate
-    with pytest.raises(OpenAPIError) as err:
-        load_and_validate(raw)
-    assert str(err.value) == expect
+def test_kin_openapi_094_decoding_and_validation_texts(up, raw, expect):
+    """What the operator's kin-openapi v0.94.0 says about broken documents (jsoninfo/unmarshal.go,
+    openapi3/loader.go LoadFromData, openapi3/parameter.go Validate): the collection shows the Invalid
+    message as is, so these are the texts a user reads."""
+    name = f"kin-raw-{abs(hash(raw)) % 100000}"
+    up.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+              "data": {"doc.json": base64.b64encode(raw).decode()}})
+    up.apply(activedoc(name, {"secretRef": {"name": name}}))
+    obj = up.wait(f"activedoc/{name}", "Invalid")
+    assert cond(obj, "Invalid")["message"].endswith(": " + expect)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(not (OPERATOR_BIN / "threescale-operator").exist
 @pytest.fixture(scope="module")
 def oplab(tmp_path_factory):
     directory = tmp_path_factory.mktemp("oplab")
-    info = start_lab(directory, "--operator", "real")
+    info = start_lab(directory)
     info["path"] = directory
     yield info
     stop_lab(directory)
@@ -122,6 +122,61 @@ def test_metrics_list_wraps_methods_as_metrics(oplab):
     listed = porta(oplab, "GET", f"/admin/api/services/{sid}/metrics/{hits['id']}/methods.json").json()["methods"]
     assert all(list(i) == ["method"] for i in listed)  # method_representer.rb: `wraps_resource :method`
     assert sorted(m["method"]["id"] for m in listed) == sorted(m["id"] for m in methods)
+
+
+def apply_backend(info, name: str, **spec) -> None:
+    body = {"apiVersion": "capabilities.3scale.net/v1beta1", "kind": "Backend",
+            "metadata": {"name": name, "namespace": "3scale"},
+            "spec": {"name": name, "systemName": name, "privateBaseURL": info["urls"]["model"], **spec}}
+    kube(info, "POST", f"{API}/backends", json=body).raise_for_status()
+
+
+def backend_synced(info, name: str) -> dict:
+    def synced():
+        b = kube(info, "GET", f"{API}/backends/{name}").json()
+        return b if condition(b, "Synced").get("status") == "True" else None
+    return wait_for(synced, timeout=30, what=f"Backend {name} synced")
+
+
+def test_backend_metrics_list_includes_its_methods(oplab):
+    """porta app/controllers/admin/api/backend_apis/metrics_controller.rb lists backend_api.metrics,
+    every metric the backend owns, methods included (app/models/backend_api.rb `has_many :metrics`).
+    The operator finds a backend mapping rule's method in that list
+    (pkg/controller/helper/backendapi_entity.go FindMethodMetricIDBySystemName); the lab's porta listed
+    top-level metrics only, and every Backend with a method-bound rule stayed Failed ("backend metric
+    method ref for mapping rule not found")."""
+    apply_backend(oplab, "withmethod", methods={"chat": {"friendlyName": "Chat"}},
+                  mappingRules=[{"httpMethod": "POST", "pattern": "/v1/chat/completions", "metricMethodRef": "chat",
+                                 "increment": 1}])
+    bid = backend_synced(oplab, "withmethod")["status"]["backendId"]
+    items = [i["metric"] for i in porta(oplab, "GET", f"/admin/api/backend_apis/{bid}/metrics.json").json()["metrics"]]
+    hits = next(m for m in items if m["system_name"] == f"hits.{bid}")
+    chat = next(m for m in items if m["system_name"] == f"chat.{bid}")  # extended: metric_extension.rb
+    assert chat["parent_id"] == hits["id"]
+    rules = porta(oplab, "GET", f"/admin/api/backend_apis/{bid}/mapping_rules.json").json()["mapping_rules"]
+    assert [(r["mapping_rule"]["pattern"], r["mapping_rule"]["metric_id"]) for r in rules] == [
+        ("/v1/chat/completions", chat["id"])]
+
+
+def test_a_lost_answer_to_a_create_leaves_one_object(oplab):
+    """porta commits a backend_api, the answer is lost (`lost_response_rate`, the operator's calls
+    included): the operator's retry finds it by system name and adopts it instead of creating another
+    (controllers/capabilities/backend_threescale_reconciler.go syncBackend looks the backend up by
+    system name first; Go's net/http does not resend a POST)."""
+    subprocess.run([sys.executable, "-m", "maaslab", "fault", "--dir", str(oplab["path"]), "--reset", "porta",
+                    "lost_response_rate=1", "exclude_operator=false", "max_count=1", "verbs=[\"POST\"]",
+                    "path_regex=^/admin/api/backend_apis.json"], check=True, capture_output=True, timeout=30)
+    try:
+        apply_backend(oplab, "lostanswer")
+        bid = backend_synced(oplab, "lostanswer")["status"]["backendId"]
+    finally:
+        subprocess.run([sys.executable, "-m", "maaslab", "fault", "--dir", str(oplab["path"]), "clear"],
+                       check=True, capture_output=True, timeout=30)
+    stats = requests.get(oplab["urls"]["porta"] + "/lab/stats.json", verify=oplab["tls"]["ca_cert"], timeout=30,
+                         params={"access_token": oplab["env"]["THREESCALE_ACCESS_TOKEN"]}).json()
+    assert stats["faults"].get("lost_responses") == 1
+    listed = porta(oplab, "GET", "/admin/api/backend_apis.json", params={"per_page": 500}).json()["backend_apis"]
+    assert [b["backend_api"]["id"] for b in listed if b["backend_api"]["system_name"] == "lostanswer"] == [bid]
 
 
 def test_plan_costs_are_json_numbers(oplab):

@@ -23,13 +23,13 @@ from ..context import LabContext, now_iso
 import yaml
 
 from ..kube.client import CRDS, KubeClient, KubeError, Resource
-from ..operator.runtime import WorkQueue
+from .workqueue import WorkQueue
 from .predictor import PredictorServer, port_name, served_names
 
 LOG = logging.getLogger("maaslab.kserve")
 
 ISVC = Resource("serving.kserve.io/v1beta1", "inferenceservices")
-CRD_FILE = Path(__file__).resolve().parent.parent / "crds" / "inferenceservices.yaml"
+CRD_FILE = Path(__file__).resolve().parent / "inferenceservices.yaml"
 STOP_ANNOTATION = "serving.kserve.io/stop"
 LAB_READY_ANNOTATION = "lab.maas/ready"
 LAB_MESSAGE_ANNOTATION = "lab.maas/message"
@@ -79,8 +79,7 @@ class KServe:
         self._save_ports()
 
     def _ensure_crd(self) -> None:
-        """Installing KServe installs its CRD: the lab applies maaslab/crds at start, but a lab started
-        with another `crd_dir` (e.g. the 3scale operator's upstream CRDs) gets it here."""
+        """Installing KServe installs its CRD (the lab registers only the 3scale operator's)."""
         crd = yaml.safe_load(CRD_FILE.read_text())
         name = crd["metadata"]["name"]
         current = self.kube.get(CRDS, None, name)
@@ -92,7 +91,7 @@ class KServe:
                     raise
                 current = self.kube.get(CRDS, None, name)
         # A real API server serves the new resource only once the CRD is Established (apiextensions
-        # pkg/controller/establish/establishing_controller.go); the emulator marks it on create.
+        # pkg/controller/establish/establishing_controller.go); waited for here.
         rv = current["metadata"]["resourceVersion"]
         deadline = time.monotonic() + 30
         while not _established(current):

@@ -1,4 +1,4 @@
-"""A tiny Kubernetes API client (stdlib only), shared by the operator and the lab orchestrator.
+"""A tiny Kubernetes API client (stdlib only), shared by the KServe stand-in and the lab orchestrator.
 
     kc = KubeClient("https://127.0.0.1:6443", token="…", ca_file="ca.crt")
     BACKENDS = Resource("capabilities.3scale.net/v1beta1", "backends")

@@ -172,7 +172,7 @@ def paginate(items: list, req: Req) -> tuple[list, dict | None]:
 
 
 # The 3scale operator's porta client (3scale-porta-go-client) sets no User-Agent of its own, so Go's
-# net/http sends its default; the lab operator sends the same and `exclude_operator` keys on it.
+# net/http sends its default (Go-http-client/1.1, or /2.0 over HTTP/2); `exclude_operator` keys on it.
 OPERATOR_USER_AGENT = "Go-http-client/1.1"
 
 
