@@ -75,6 +75,10 @@ gate_sanity() {
   seed_get_pip
   local tmp dest t0 rc=0
   tmp=$(mktemp -d); dest=$(copy_tree "$tmp")
+  # kubernetes.core beside it: validate-modules reads its k8s_auth_options doc fragment and the
+  # import test its module_utils (the collection's Kubernetes connection reuses both).
+  mkdir -p "$tmp/ansible_collections/kubernetes"
+  cp -rL "$VENV/collections/ansible_collections/kubernetes/core" "$tmp/ansible_collections/kubernetes/core"
   t0=$(date +%s)
   (cd "$dest" && ansible-test sanity --venv --python 3.11 --color no) || rc=$?
   echo "ansible-test sanity finished in $(elapsed "$t0") (rc=$rc)"

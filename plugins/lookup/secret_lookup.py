@@ -17,7 +17,8 @@ description:
     or the whole decoded C(data) as a dictionary when O(key) is not given.
   - Typical use is the 3scale tenant token, key C(ADMIN_ACCESS_TOKEN) of Secret C(system-seed).
   - Connection options and C(K8S_AUTH_*) environment variables are the ones of
-    M(kubernetes.core.k8s); the client code of kubernetes.core is reused.
+    M(kubernetes.core.k8s); the client code of kubernetes.core is reused (through the collection's one
+    Kubernetes connection, shared with M(maas.threescale.cr_wait) and M(maas.threescale.k8s_lease)).
   - Unlike C(kubernetes.core.k8s) this lookup fails (instead of returning nothing) when the Secret
     or the key is missing, and says which.
 author:
@@ -38,50 +39,8 @@ options:
   key:
     description: Key inside the Secret's C(data). Omit to get every key as a dictionary.
     type: str
-  kubeconfig:
-    description: Path to a kubeconfig file.
-    type: path
-    env:
-      - name: K8S_AUTH_KUBECONFIG
-  context:
-    description: Context of the kubeconfig to use.
-    type: str
-    env:
-      - name: K8S_AUTH_CONTEXT
-  host:
-    description: URL of the Kubernetes API server.
-    type: str
-    env:
-      - name: K8S_AUTH_HOST
-  api_key:
-    description: Bearer token for the API server.
-    type: str
-    env:
-      - name: K8S_AUTH_API_KEY
-  validate_certs:
-    description: Whether to verify the API server's TLS certificate.
-    type: bool
-    aliases: [verify_ssl]
-    env:
-      - name: K8S_AUTH_VERIFY_SSL
-  ca_cert:
-    description: CA certificate(s) that signed the API server's certificate.
-    type: path
-    aliases: [ssl_ca_cert]
-    env:
-      - name: K8S_AUTH_SSL_CA_CERT
-  client_cert:
-    description: Client certificate for TLS client authentication.
-    type: path
-    aliases: [cert_file]
-    env:
-      - name: K8S_AUTH_CERT_FILE
-  client_key:
-    description: Key of O(client_cert).
-    type: path
-    aliases: [key_file]
-    env:
-      - name: K8S_AUTH_KEY_FILE
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
 notes:
   - Decoded values are secrets; use them in tasks with C(no_log) or module options marked C(no_log).
 """
@@ -113,15 +72,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.plugins.lookup import LookupBase
 
-try:
-    from kubernetes.client import CoreV1Api
-    from kubernetes.client.exceptions import ApiException
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    IMPORT_ERROR = None
-except ImportError as exc:  # reported when the lookup is used, not at load time
-    IMPORT_ERROR = exc
-
-CONNECTION_OPTIONS = ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert", "client_cert", "client_key")
+from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
 
 
 def decode(name, key, value):
@@ -134,33 +85,28 @@ def decode(name, key, value):
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        if IMPORT_ERROR is not None:
-            raise AnsibleError("secret_lookup needs the kubernetes Python package and the kubernetes.core collection: %s"
-                               % to_native(IMPORT_ERROR))
+        if k8s_connection.missing_requirement():
+            raise AnsibleError("secret_lookup needs %s: %s" % (k8s_connection.REQUIREMENT,
+                                                               to_native(k8s_connection.missing_requirement())))
         self.set_options(var_options=variables, direct=kwargs)
         namespace, key = self.get_option("namespace"), self.get_option("key")
-        conn = dict((opt, self.get_option(opt)) for opt in CONNECTION_OPTIONS if self.get_option(opt) is not None)
-        try:
-            api = CoreV1Api(get_api_client(**conn).client.client)
-        except Exception as exc:
-            raise AnsibleError("Cannot configure the Kubernetes client (check kubeconfig/context/host or the K8S_AUTH_* "
-                               "variables): %s" % to_native(exc))
+        conn = k8s_connection.Connection(**dict((opt, self.get_option(opt)) for opt in k8s_connection.auth_options()))
         results = []
         for name in terms:
             where = "%s/%s" % (namespace, name)
             try:
-                secret = api.read_namespaced_secret(name, namespace)
-            except ApiException as exc:
+                _status, secret, _headers = conn.request("GET", "/api/v1/namespaces/%s/secrets/%s" % (namespace, name))
+            except k8s_connection.ApiError as exc:
                 if exc.status == 404:
                     raise AnsibleError("Secret %s not found: check the Secret name and the namespace (3scale keeps the "
                                        "tenant token in Secret system-seed of the APIManager namespace)" % where)
                 if exc.status in (401, 403):
                     raise AnsibleError("Not allowed to read Secret %s (HTTP %s): the Kubernetes credentials need 'get' on "
                                        "secrets in namespace %s" % (where, exc.status, namespace))
-                raise AnsibleError("Reading Secret %s failed: HTTP %s %s" % (where, exc.status, exc.reason))
-            except Exception as exc:
-                raise AnsibleError("Reading Secret %s failed: %s" % (where, to_native(exc)))
-            data = secret.data or {}
+                if exc.status is None and not exc.transient:  # client configuration, untrusted certificate
+                    raise AnsibleError(exc.message)
+                raise AnsibleError("Reading Secret %s failed: %s" % (where, exc.message))
+            data = (secret or {}).get("data") or {}
             if key is None:
                 results.append(dict((k, decode(where, k, v)) for k, v in data.items()))
             elif key not in data:

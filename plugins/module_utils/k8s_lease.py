@@ -12,7 +12,7 @@ holder, an expired one or one held by our own identity is taken with an update a
 resourceVersion read (a 409 Conflict means another run was first); a holder that finds its own
 identity keeps acquireTime and leaseTransitions, any other take-over adds one transition.
 
-This file has no Ansible or Kubernetes client imports: the module gives it a transport
+This file has no Ansible or Kubernetes client calls: the module gives it a transport
 (method, path, body, content type) -> (status, decoded body, headers) and a clock, so the
 decisions are unit-tested without a cluster.
 """
@@ -24,10 +24,11 @@ __metaclass__ = type
 import datetime
 import time
 
+from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_connection import TRANSIENT_STATUS
+
 MICRO_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "maas.threescale"}
-MAX_RETRY_AFTER = 30.0
 
 
 class TransientError(Exception):
@@ -165,13 +166,8 @@ def status_message(status, body):
 
 def retry_after(headers, default):
     """Seconds from a Retry-After header (capped), else the default delay."""
-    for key, value in (headers or {}).items():
-        if str(key).lower() == "retry-after":
-            try:
-                return min(max(float(value), 0.0), MAX_RETRY_AFTER)
-            except (TypeError, ValueError):
-                break
-    return default
+    value = k8s_connection.retry_after(headers)
+    return default if value is None else value
 
 
 class LeaseApi:

@@ -92,30 +92,8 @@ options:
     description: Wait in check mode too (by default check mode returns at once with state C(skipped)).
     type: bool
     default: false
-  kubeconfig:
-    description:
-      - Path to a kubeconfig file, or its content as a dictionary. Default C(~/.kube/config), or
-        the in-cluster service account. Can be set with E(K8S_AUTH_KUBECONFIG).
-    type: raw
-  context:
-    description: The kubeconfig context to use. Can be set with E(K8S_AUTH_CONTEXT).
-    type: str
-  host:
-    description: URL of the Kubernetes API server. Can be set with E(K8S_AUTH_HOST).
-    type: str
-  api_key:
-    description: Bearer token for the API server. Can be set with E(K8S_AUTH_API_KEY).
-    type: str
-  validate_certs:
-    description:
-      - Whether to verify the API server's certificate. Can be set with E(K8S_AUTH_VERIFY_SSL).
-    type: bool
-    aliases: [verify_ssl]
-  ca_cert:
-    description:
-      - CA certificate file that signed the API server's certificate. Can be set with E(K8S_AUTH_SSL_CA_CERT).
-    type: path
-    aliases: [ssl_ca_cert]
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
 attributes:
   check_mode:
     support: full
@@ -227,11 +205,9 @@ api:
 
 import gc
 import json
-import threading
 import time
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.maas.threescale.plugins.module_utils.k8s_cr_wait import (
     DEFAULT_TERMINAL_FAILURE_REGEX,
@@ -242,98 +218,48 @@ from ansible_collections.maas.threescale.plugins.module_utils.k8s_cr_wait import
     Waiter,
 )
 
-KUBERNETES_IMPORT_ERROR = None
-try:
-    import kubernetes  # noqa: F401 pylint: disable=unused-import
-    from kubernetes.dynamic.exceptions import DynamicApiError
-except ImportError:
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
-
-K8S_CORE_IMPORT_ERROR = None
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-except ImportError:
-    K8S_CORE_IMPORT_ERROR = traceback.format_exc()
-
-AUTH_OPTIONS = ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert")
-TRANSIENT_STATUS = (429, 500, 502, 503, 504)
-
-
-def _status_message(body):
-    try:
-        return json.loads(body).get("message") or body
-    except (TypeError, ValueError, AttributeError):
-        return body
+from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
 
 
 class KubeSource(object):
-    """list/watch of one (api_version, kind, namespace) with the kubernetes DynamicClient."""
+    """list/watch of one (api_version, kind, namespace) over the collection's Kubernetes connection."""
 
-    def __init__(self, k8s):
-        self.k8s = k8s                 # kubernetes.core K8SClient
-        self.dynamic = k8s.client      # kubernetes.dynamic.DynamicClient
-        self.paths = {}
-        self.lock = threading.Lock()  # discovery (and its cache file) is not meant for concurrent use
-
-    def _path(self, group):
-        with self.lock:
-            return self._resolve(group)
-
-    def _resolve(self, group):
-        if group not in self.paths:
-            api_version, kind, namespace = group
-            try:
-                resource = self.k8s.resource(kind, api_version)
-            except DynamicApiError as exc:
-                raise self._error(exc)
-            except Exception as exc:  # ResourceNotFoundError and discovery failures
-                if "NotFound" in type(exc).__name__:
-                    raise Fatal("the API server does not serve %s %s" % (api_version, kind))
-                raise Transient("discovery of %s %s failed: %s" % (api_version, kind, exc))
-            self.paths[group] = resource.path(namespace=namespace)
-        return self.paths[group]
+    def __init__(self, conn):
+        self.conn = conn
 
     @staticmethod
     def _error(exc):
-        status = getattr(exc, "status", None)
-        body = getattr(exc, "body", None)
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", "replace")
-        msg = "HTTP %s: %s" % (status, _status_message(body) or getattr(exc, "reason", ""))
-        if status == 410:
-            return Gone(msg)
-        if status in TRANSIENT_STATUS or not status:
-            headers = getattr(exc, "headers", None) or {}
-            retry = headers.get("Retry-After") if hasattr(headers, "get") else None
-            try:
-                retry = float(retry) if retry is not None else None
-            except ValueError:
-                retry = None
-            return Transient(msg, retry)
-        return Fatal(msg)
+        """The waiter's view of a failed request: list again, retry, or give up."""
+        if exc.gone:
+            return Gone(exc.message)
+        if exc.transient:
+            return Transient(exc.message, exc.retry_after)
+        return Fatal(exc.message)
 
-    def _request(self, path, query, timeout):
+    def _path(self, group):
+        api_version, kind, namespace = group
         try:
-            return self.dynamic.request("GET", path, query_params=query, serialize=False,
-                                        _preload_content=False, _request_timeout=timeout)
-        except DynamicApiError as exc:
+            return self.conn.resource_path(api_version, kind, namespace)
+        except k8s_connection.ApiError as exc:
             raise self._error(exc)
-        except Exception as exc:  # urllib3 / ssl / socket errors: the connection is what failed
-            raise Transient("%s: %s" % (type(exc).__name__, exc))
 
     def list(self, group):
-        resp = self._request(self._path(group), [], (10, 60))
         try:
-            body = json.loads(resp.data.decode("utf-8"))
-        except Exception as exc:
-            raise Transient("list answer unreadable: %s" % exc)
+            _status, body, _headers = self.conn.request("GET", self._path(group), timeout=(10, 60))
+        except k8s_connection.ApiError as exc:
+            raise self._error(exc)
+        if not isinstance(body, dict):
+            raise Transient("list answer unreadable: %r" % (body,))
         return body.get("items") or [], (body.get("metadata") or {}).get("resourceVersion")
 
     def watch(self, group, resource_version, timeout):
         query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("timeoutSeconds", int(timeout))]
         if resource_version:
             query.append(("resourceVersion", resource_version))
-        resp = self._request(self._path(group), query, (10, timeout + 30))
+        try:
+            resp = self.conn.request("GET", self._path(group), query=query, timeout=(10, timeout + 30), stream=True)
+        except k8s_connection.ApiError as exc:
+            raise self._error(exc)
         buf = b""
         try:
             for chunk in resp.stream(65536, decode_content=True):
@@ -369,6 +295,7 @@ def _fast_exit():
 
 
 def main():
+    k8s_connection.require(AnsibleModule)
     resource_spec = dict(
         kind=dict(type="str", required=True),
         name=dict(type="str", required=True),
@@ -385,12 +312,7 @@ def main():
             terminal_failure_regex=dict(type="str", default=DEFAULT_TERMINAL_FAILURE_REGEX),
             fail_on_error=dict(type="bool", default=True),
             wait_in_check_mode=dict(type="bool", default=False),
-            kubeconfig=dict(type="raw", no_log=True),
-            context=dict(type="str"),
-            host=dict(type="str"),
-            api_key=dict(type="str", no_log=True),
-            validate_certs=dict(type="bool", aliases=["verify_ssl"]),
-            ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
+            **k8s_connection.auth_argument_spec()
         ),
         supports_check_mode=True,
     )
@@ -403,19 +325,16 @@ def main():
                                      "condition": t.condition, "state": "skipped", "message": "check mode: not waited",
                                      "conditions": [], "generation": None, "observed_generation": None,
                                      "annotations": {}, "ready_at": None, "waited": 0.0} for t in targets])
-    if KUBERNETES_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
-    if K8S_CORE_IMPORT_ERROR:
-        module.fail_json(msg="the kubernetes.core collection is required (its client and authentication code is reused)",
-                         exception=K8S_CORE_IMPORT_ERROR)
-    auth = dict((k, p[k]) for k in AUTH_OPTIONS if p[k] is not None)
+    k8s_connection.require_client(module)
+    conn = k8s_connection.Connection(module)
     try:
-        k8s = get_api_client(**auth)
-    except Exception as exc:
-        module.fail_json(msg="Could not create a Kubernetes API client: %s" % exc)
+        conn.check()  # credentials checked before any wait
+    except k8s_connection.ApiError as exc:
+        if not exc.transient:
+            module.fail_json(msg=exc.message)
 
     t0 = time.time()
-    waiter = Waiter(KubeSource(k8s), targets, p["timeout"], p["terminal_failure_regex"], p["fail_on_error"])
+    waiter = Waiter(KubeSource(conn), targets, p["timeout"], p["terminal_failure_regex"], p["fail_on_error"])
     results = waiter.run()
     elapsed = round(time.time() - t0, 3)
     bad = [r for r in results if r["state"] in ("failed", "timeout")]

@@ -106,86 +106,8 @@ options:
       - Seconds between two attempts of one request (a C(Retry-After) header wins, up to 30 seconds).
     type: float
     default: 2.0
-  kubeconfig:
-    description:
-      - Path to a kubeconfig file, or its content as a dictionary. Default C(~/.kube/config), or
-        E(K8S_AUTH_KUBECONFIG).
-    type: raw
-  context:
-    description:
-      - Context of the kubeconfig to use. Default the current context, or E(K8S_AUTH_CONTEXT).
-    type: str
-  host:
-    description:
-      - URL of the Kubernetes API server, or E(K8S_AUTH_HOST).
-    type: str
-  api_key:
-    description:
-      - Bearer token, or E(K8S_AUTH_API_KEY).
-    type: str
-  username:
-    description:
-      - User name for basic authentication, or E(K8S_AUTH_USERNAME).
-    type: str
-  password:
-    description:
-      - Password for basic authentication, or E(K8S_AUTH_PASSWORD).
-    type: str
-  validate_certs:
-    description:
-      - Whether to verify the API server's certificate, or E(K8S_AUTH_VERIFY_SSL).
-    type: bool
-    aliases: [verify_ssl]
-  ca_cert:
-    description:
-      - CA certificate file of the API server, or E(K8S_AUTH_SSL_CA_CERT).
-    type: path
-    aliases: [ssl_ca_cert]
-  client_cert:
-    description:
-      - Client certificate file, or E(K8S_AUTH_CERT_FILE).
-    type: path
-    aliases: [cert_file]
-  client_key:
-    description:
-      - Client key file, or E(K8S_AUTH_KEY_FILE).
-    type: path
-    aliases: [key_file]
-  proxy:
-    description:
-      - HTTP proxy URL, or E(K8S_AUTH_PROXY).
-    type: str
-  no_proxy:
-    description:
-      - Hosts to reach without the proxy, comma separated, or E(K8S_AUTH_NO_PROXY).
-    type: str
-  proxy_headers:
-    description:
-      - Headers for the proxy.
-    type: dict
-    suboptions:
-      proxy_basic_auth:
-        description: Colon-separated user name and password for the proxy.
-        type: str
-      basic_auth:
-        description: Colon-separated user name and password for basic authentication.
-        type: str
-      user_agent:
-        description: User-Agent header.
-        type: str
-  persist_config:
-    description:
-      - Whether to write a refreshed token back into the kubeconfig, or E(K8S_AUTH_PERSIST_CONFIG).
-    type: bool
-  impersonate_user:
-    description:
-      - User name to impersonate, or E(K8S_AUTH_IMPERSONATE_USER).
-    type: str
-  impersonate_groups:
-    description:
-      - Groups to impersonate, or E(K8S_AUTH_IMPERSONATE_GROUPS) (comma separated).
-    type: list
-    elements: str
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
 notes:
   - The connection options are those of kubernetes.core's modules, with the same E(K8S_AUTH_*) fallbacks;
     the module uses kubernetes.core's API client. In the action group C(maas.threescale.k8s), so
@@ -274,10 +196,9 @@ lease_name:
 """
 
 import json
-import ssl
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
 from ansible_collections.maas.threescale.plugins.module_utils.k8s_lease import (
     LeaseApi,
     LeaseError,
@@ -286,17 +207,6 @@ from ansible_collections.maas.threescale.plugins.module_utils.k8s_lease import (
     held_entry,
 )
 
-K8S_IMP_ERR = None
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from kubernetes.dynamic.exceptions import DynamicApiError
-    import urllib3.exceptions
-except ImportError:
-    K8S_IMP_ERR = traceback.format_exc()
-
-AUTH_OPTIONS = ("kubeconfig", "context", "host", "api_key", "username", "password", "validate_certs", "ca_cert",
-                "client_cert", "client_key", "proxy", "no_proxy", "proxy_headers", "persist_config",
-                "impersonate_user", "impersonate_groups")
 REQUEST_TIMEOUT = 60
 
 
@@ -314,68 +224,39 @@ def argument_spec():
             resource_version=dict(type="str", required=True))),
         retries=dict(type="int", default=5),
         retry_delay=dict(type="float", default=2.0),
-        kubeconfig=dict(type="raw", no_log=True),
-        context=dict(type="str"),
-        host=dict(type="str"),
-        api_key=dict(type="str", no_log=True),
-        username=dict(type="str"),
-        password=dict(type="str", no_log=True),
-        validate_certs=dict(type="bool", aliases=["verify_ssl"]),
-        ca_cert=dict(type="path", aliases=["ssl_ca_cert"]),
-        client_cert=dict(type="path", aliases=["cert_file"]),
-        client_key=dict(type="path", aliases=["key_file"], no_log=False),
-        proxy=dict(type="str"),
-        no_proxy=dict(type="str"),
-        proxy_headers=dict(type="dict", options=dict(
-            proxy_basic_auth=dict(type="str", no_log=True), basic_auth=dict(type="str", no_log=True),
-            user_agent=dict(type="str"))),
-        persist_config=dict(type="bool"),
-        impersonate_user=dict(type="str"),
-        impersonate_groups=dict(type="list", elements="str"),
+        **k8s_connection.auth_argument_spec()
     )
 
 
 class Transport:
-    """(method, path, body, content type) -> (status, body, headers) over kubernetes.core's client.
-    The client (and its discovery cache) is made on the first request, inside the retry loop."""
+    """(method, path, body, content type) -> (status, body, headers) over the collection's Kubernetes
+    connection; an HTTP error is an answer here (LeaseApi decides), no answer raises TransientError."""
 
-    def __init__(self, params):
-        self.auth = dict((k, params[k]) for k in AUTH_OPTIONS if params.get(k) is not None)
-        self.client = None
+    def __init__(self, module):
+        self.conn = k8s_connection.Connection(module)
 
     def __call__(self, method, path, body, content_type):
         try:
-            if self.client is None:
+            return self.conn.request(method, path, body=body, content_type=content_type, timeout=REQUEST_TIMEOUT)
+        except k8s_connection.ApiError as e:
+            if e.status is not None:
                 try:
-                    self.client = get_api_client(**self.auth).client
-                except (DynamicApiError, urllib3.exceptions.HTTPError, OSError):
-                    raise
-                except Exception as e:  # kubeconfig or credentials unusable: CoreException, ConfigException
-                    raise LeaseError("Could not create the Kubernetes API client: %s" % e)
-            data = self.client.request(method, path, body=body, content_type=content_type,
-                                       serializer=lambda _client, obj: obj, _request_timeout=REQUEST_TIMEOUT)
-            return (201 if method == "POST" else 200), data, {}
-        except DynamicApiError as e:
-            try:
-                data = json.loads(e.body)
-            except (TypeError, ValueError):
-                data = e.body
-            return e.status, data, dict(e.headers or {})
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            cause = getattr(e, "reason", e)
-            if isinstance(cause, (urllib3.exceptions.SSLError, ssl.SSLError)) or isinstance(e, ssl.SSLError):
-                raise LeaseError("The Kubernetes API server's certificate is not trusted (set ca_cert or "
-                                 "K8S_AUTH_SSL_CA_CERT): %s" % e)
-            raise TransientError(str(e))
+                    data = json.loads(e.body)
+                except (TypeError, ValueError):
+                    data = e.body
+                return e.status, data, e.headers
+            if e.transient:
+                raise TransientError(e.message)
+            raise LeaseError(e.message)
 
 
 def main():
+    k8s_connection.require(AnsibleModule)
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("state", "acquired", ("holder",)), ("state", "renewed", ("holder",))])
-    if K8S_IMP_ERR:
-        module.fail_json(msg=missing_required_lib("kubernetes.core and kubernetes"), exception=K8S_IMP_ERR)
+    k8s_connection.require_client(module)
     p = module.params
-    api = LeaseApi(Transport(p), p["namespace"], retries=p["retries"], retry_delay=p["retry_delay"])
+    api = LeaseApi(Transport(module), p["namespace"], retries=p["retries"], retry_delay=p["retry_delay"])
     locker = LeaseLocker(api, p["holder"], p["lease_duration"])
     held = p["held"]
     if p["names"] and p["state"] != "acquired":

@@ -25,6 +25,12 @@ def _make_importable(tmp_root: Path) -> None:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(REPO, target_is_directory=True)
+    # kubernetes.core, whose authentication and client the collection's Kubernetes connection reuses
+    core = REPO / ".venv" / "collections" / "ansible_collections" / "kubernetes" / "core"
+    link = tmp_root / "ansible_collections" / "kubernetes" / "core"
+    if core.is_dir() and not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(core, target_is_directory=True)
     if str(tmp_root) not in sys.path:
         sys.path.insert(0, str(tmp_root))
 

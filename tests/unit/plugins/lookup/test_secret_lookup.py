@@ -49,6 +49,14 @@ def kube_app(method, path, query, form, headers):
     return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}, None
 
 
+def documented_options() -> dict:
+    """The lookup's options with its doc fragments merged, as the plugin loader does (add_fragments)."""
+    from ansible_collections.kubernetes.core.plugins.doc_fragments import k8s_auth_options
+    doc = yaml.safe_load(secret_lookup.DOCUMENTATION)
+    assert doc["extends_documentation_fragment"] == ["kubernetes.core.k8s_auth_options"]
+    return {**yaml.safe_load(k8s_auth_options.ModuleDocFragment.DOCUMENTATION)["options"], **doc["options"]}
+
+
 @pytest.fixture
 def lookup(serve, monkeypatch, tmp_path):
     for name in list(os.environ):
@@ -61,8 +69,7 @@ def lookup(serve, monkeypatch, tmp_path):
         # what the plugin loader does: register the documented options, then call run()
         plugin = secret_lookup.LookupModule()
         plugin._load_name = "maas.threescale.secret_lookup"
-        C.config.initialize_plugin_configuration_definitions(
-            "lookup", plugin._load_name, yaml.safe_load(secret_lookup.DOCUMENTATION)["options"])
+        C.config.initialize_plugin_configuration_definitions("lookup", plugin._load_name, documented_options())
         return plugin.run([name], variables={}, host=srv.url, api_key=TOKEN, **kw)
     return run
 

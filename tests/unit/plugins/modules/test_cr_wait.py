@@ -5,10 +5,9 @@ Upstream: kubernetes apiserver staging/src/k8s.io/apiserver/pkg/endpoints/handle
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_connection import ApiError
 from ansible_collections.maas.threescale.plugins.module_utils.k8s_cr_wait import Fatal, Gone, Transient
 from ansible_collections.maas.threescale.plugins.modules import cr_wait
 
@@ -22,7 +21,7 @@ def test_check_mode_returns_at_once_with_skipped(run_module):
 
 
 def api_error(status, body="", headers=None):
-    return SimpleNamespace(status=status, reason="x", body=body, headers=headers or {})
+    return ApiError.from_response(status, body, headers)
 
 
 @pytest.mark.parametrize("status,headers,cls,retry", [
@@ -40,3 +39,8 @@ def test_api_errors_are_sorted(status, headers, cls, retry):
     assert "said the server" in str(exc)
     if cls is Transient:
         assert exc.retry_after == retry
+
+
+def test_no_answer_is_transient_and_an_untrusted_certificate_is_not():
+    assert isinstance(cr_wait.KubeSource._error(ApiError("No answer from the Kubernetes API server: reset")), Transient)
+    assert isinstance(cr_wait.KubeSource._error(ApiError("certificate not trusted", fatal=True)), Fatal)
