@@ -98,3 +98,23 @@ attributes:
     membership:
       - maas.threescale.threescale
 """
+
+    ACCOUNT_LOOKUP = r"""
+options:
+  account_lookup:
+    description:
+      - How the account identifiers (O(account) or each of O(accounts)) are read, the same way in every
+        module that takes accounts (module_utils/threescale_accounts.py).
+      - V(auto) treats an all-digit value as an account id, a value with C(@) as an email, anything else as
+        a username; 3scale allows all-digit usernames (and C(@) in usernames), so V(auto) can mistake
+        them.
+      - V(id) a numeric account id; V(username) a username (also an all-digit one); V(email) an email;
+        V(username_or_email) an email when the value has C(@), else a username (never an id).
+      - From 4 usernames or emails on, one list of the accounts (C(accounts.xml), the only list that shows
+        them) replaces one lookup each.
+      - Every account is resolved before anything is written; the task fails naming each one not found and
+        what it was read as.
+    type: str
+    choices: [auto, id, username, email, username_or_email]
+    default: auto
+"""

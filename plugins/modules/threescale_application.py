@@ -59,16 +59,6 @@ options:
         account and its error, and returns RV(applications) without keys (re-run to converge).
     type: list
     elements: str
-  account_lookup:
-    description:
-      - How O(account) (or each of O(accounts)) is read. V(auto) treats an all-digit value as an account
-        id, a value with C(@) as an email, anything else as a username; 3scale allows all-digit usernames,
-        so V(auto) can mistake them.
-      - V(id) a numeric account id; V(username) a username (also an all-digit one); V(email) an email;
-        V(username_or_email) an email when the value has C(@), else a username (never an id).
-    type: str
-    choices: [auto, id, username, email, username_or_email]
-    default: auto
   service_plan:
     description:
       - Only with O(accounts). Name (or id) of the service plan the accounts must be subscribed with.
@@ -128,6 +118,7 @@ options:
     default: false
 extends_documentation_fragment:
   - maas.threescale.threescale
+  - maas.threescale.threescale.ACCOUNT_LOOKUP
   - maas.threescale.threescale.ATTRIBUTES
 """
 
@@ -239,11 +230,10 @@ recovered_writes:
 """
 
 import secrets
-from xml.etree import ElementTree
 
 from ansible.module_utils.common.text.converters import to_text
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
-    ACCOUNT_LOOKUPS, MAX_PER_PAGE, ThreescaleError, ThreescaleModule, account_lookup_kind, unwrap)
+from ansible_collections.maas.threescale.plugins.module_utils import threescale_accounts as resolve
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleError, ThreescaleModule
 
 HIDDEN = ("user_key", "provider_verification_key", "client_secret", "links")
 SHOWN = ("id", "name", "description", "state", "plan_id", "plan_name", "service_id", "account_id")
@@ -298,27 +288,18 @@ def ensure_application(module):
     client, p = module.client, module.params
     if not p["name"].strip():
         module.fail_json(msg="name must not be empty; nothing was changed")
-    account = client.find_account(p["account"], lookup=lookup_kind(p["account"], p["account_lookup"]))
-    if not account:
-        kind = lookup_kind(p["account"], p["account_lookup"])
-        module.fail_json(msg="Account %r not found as %s (give a username, email or id, and account_lookup when an "
-                             "all-digit value is a username; create it with threescale_account); nothing was changed"
-                         % (p["account"], "an account id" if kind == "id" else "a " + kind))
-    product = client.find_product(p["product"])
-    if not product:
-        module.fail_json(msg="Product %r not found; give its system_name or id; nothing was changed" % p["product"])
+    try:
+        account = resolve.resolve_accounts(client, [to_text(p["account"]).strip()], p["account_lookup"])
+        account = next(iter(account.values()))
+        product = resolve.find_product(client, p["product"])
+        plan = None
+        if p["plan"] is not None and p["state"] != "absent":
+            plan = resolve.find_plan(client, product, p["plan"])
+        if p["rotate_key"]:
+            resolve.check_rotate_key(product)
+    except resolve.ResolveError as exc:
+        module.fail_json(msg=exc.message + "; nothing was changed", missing_accounts=exc.missing)
     aid, pid = account["id"], product["id"]
-    plan = None
-    if p["plan"] is not None and p["state"] != "absent":
-        plans = client.list("/services/%s/application_plans.json" % pid, "plans", "application_plan")
-        plan = next((x for x in plans if x.get("system_name") == p["plan"] or to_text(x.get("id")) == p["plan"]), None)
-        if not plan:
-            module.fail_json(msg="Application plan %r not found in product %s; available system names: %s; nothing "
-                                 "was changed" % (p["plan"], product.get("system_name"),
-                                                  ", ".join(sorted(x.get("system_name") or "" for x in plans)) or "none"))
-    if p["rotate_key"] and to_text(product.get("backend_version")) != "1":
-        module.fail_json(msg="rotate_key needs a product that authenticates with user keys (backend_version 1); "
-                             "%s uses %s; nothing was changed" % (product.get("system_name"), product.get("backend_version")))
     matches = applications_named(client, aid, pid, p["name"])
     if len(matches) > 1:
         module.warn("%d applications named %r on product %s for account %s; using id %s" % (
@@ -394,110 +375,6 @@ def ensure_application(module):
 
 # -- bulk mode (accounts:) ----------------------------------------------------------------------------
 
-KIND_TEXT = dict(id="an account id", username="a username", email="an email")
-
-
-def lookup_kind(ident, lookup):
-    """``account_lookup_kind`` plus ``username_or_email`` (an email when it has ``@``, never an id)."""
-    if lookup == "username_or_email":
-        return "email" if "@" in to_text(ident) else "username"
-    return account_lookup_kind(ident, lookup)
-
-
-def unique_idents(accounts):
-    """The given accounts, stripped, without repeats, in order."""
-    seen, out = set(), []
-    for ident in accounts:
-        ident = to_text(ident).strip()
-        if ident and ident not in seen:
-            seen.add(ident)
-            out.append(ident)
-    return out
-
-
-XML_LIST_MIN = 4  # from this many usernames/emails on, one account list page beats one find each
-
-
-def parse_accounts_xml(body):
-    """``(accounts, total_pages)`` from porta's ``accounts.xml``: each account as ``{id, org_name, state,
-    usernames, emails}`` (Account#to_xml lists every user of the account)."""
-    root = ElementTree.fromstring(body)
-    accounts = []
-    for node in root.findall("account"):
-        accounts.append(dict(id=int(node.findtext("id")), org_name=node.findtext("org_name"), state=node.findtext("state"),
-                             usernames=[u.findtext("username") for u in node.findall("users/user")],
-                             emails=[u.findtext("email") for u in node.findall("users/user")]))
-    return accounts, int(root.attrib.get("total_pages") or 1)
-
-
-def list_accounts_xml(client, kinds, wanted):
-    """Resolve ``wanted`` idents from the paginated XML account list, the only list that shows usernames and
-    emails. Reads a further page only while fewer pages remain than idents unresolved (a find each would be
-    cheaper otherwise). Returns ``(found, complete)``; ``complete`` when every page was read (what is not
-    in the list does not exist). ``(None, False)`` when the XML list is not offered (HTTP 404/406)."""
-    found, page, by = {}, 1, dict(id={}, username={}, email={})
-    while True:
-        try:
-            body = client.request("GET", "/accounts.xml", params=dict(page=page, per_page=MAX_PER_PAGE), raw=True)
-            accounts, pages = parse_accounts_xml(body)
-        except ThreescaleError as exc:
-            if exc.status in (404, 406) and page == 1:
-                return None, False
-            raise
-        except ElementTree.ParseError:
-            if page == 1:
-                return None, False
-            raise
-        for acc in accounts:
-            by["id"][to_text(acc["id"])] = acc
-            for name in acc.pop("usernames"):
-                by["username"].setdefault(name, acc)
-            for email in acc.pop("emails"):
-                by["email"].setdefault(email, acc)
-        for ident in wanted:
-            if ident not in found and ident in by[kinds[ident]]:
-                found[ident] = by[kinds[ident]][ident]
-        left = len(wanted) - len(found)
-        if page >= pages:
-            return found, True
-        if not left or pages - page >= left:
-            return found, False
-        page += 1
-
-
-def resolve_accounts(client, idents, lookup, run_all):
-    """Account of each ident: ``{ident: account or None}``.
-
-    From 4 usernames/emails on: the XML account list (``accounts.xml``, per_page 500), which shows every
-    user's username and email and every id. Otherwise, or for what a partly read list left: ids from one
-    paginated JSON account list, usernames and emails with one ``accounts/find`` each (the JSON list
-    carries neither), run by ``run_all`` (a map over a bounded pool). Nothing is read twice.
-    """
-    kinds = dict((i, lookup_kind(i, lookup)) for i in idents)
-    found = {}
-    named = [i for i in idents if kinds[i] != "id"]
-    if len(named) >= XML_LIST_MIN:
-        listed, complete = list_accounts_xml(client, kinds, idents)
-        if listed is not None:
-            found.update(listed)
-            if complete:
-                return dict((i, found.get(i)) for i in idents)
-    ids = [i for i in idents if kinds[i] == "id" and i not in found]
-    if ids:
-        by_id = dict((to_text(a.get("id")), a) for a in client.paginate("/accounts.json", "accounts", "account"))
-        for i in ids:
-            found[i] = by_id.get(i) if i.isdigit() else None
-    named = [i for i in named if i not in found]
-
-    def find(ident):
-        data = client.get("/accounts/find.json", params={kinds[ident]: ident}, expected_404=True)
-        return unwrap(data, "account") if data else None
-
-    for ident, account in zip(named, run_all(find, named)):
-        found[ident] = account
-    return found
-
-
 def index_applications(apps, name):
     """``{account_id: [applications named name, oldest first]}`` from a list of the product's applications."""
     out = {}
@@ -562,32 +439,20 @@ def ensure_applications(module):
         module.fail_json(msg="name must not be empty; nothing was changed")
     if p["concurrency"] < 1 or p["concurrency"] > 32:
         module.fail_json(msg="concurrency must be between 1 and 32 (default 4); nothing was changed")
-    idents = unique_idents(p["accounts"])
+    idents = resolve.unique_idents(p["accounts"])
     pool = Pool(p["concurrency"])
-    product = client.find_product(p["product"])
-    if not product:
-        module.fail_json(msg="Product %r not found; give its system_name or id; nothing was changed" % p["product"])
-    pid = product["id"]
     want_state = "absent" if p["state"] == "absent" else ("suspended" if p["state"] == "suspended" else "live")
-    plan = None
-    if p["plan"] is not None and want_state != "absent":
-        plans = client.list("/services/%s/application_plans.json" % pid, "plans", "application_plan")
-        plan = next((x for x in plans if x.get("system_name") == p["plan"] or to_text(x.get("id")) == p["plan"]), None)
-        if not plan:
-            module.fail_json(msg="Application plan %r not found in product %s; available system names: %s; nothing "
-                                 "was changed" % (p["plan"], product.get("system_name"),
-                                                  ", ".join(sorted(x.get("system_name") or "" for x in plans)) or "none"))
-    if p["rotate_key"] and to_text(product.get("backend_version")) != "1":
-        module.fail_json(msg="rotate_key needs a product that authenticates with user keys (backend_version 1); "
-                             "%s uses %s; nothing was changed" % (product.get("system_name"), product.get("backend_version")))
-    found = resolve_accounts(client, idents, p["account_lookup"], pool.map)
-    missing = [i for i in idents if not found.get(i)]
-    if missing:
-        module.fail_json(msg="%d of %d accounts not found: %s (give usernames, emails or ids, and account_lookup when "
-                             "an all-digit value is a username; create them with threescale_account); nothing was "
-                             "changed" % (len(missing), len(idents), ", ".join(
-                                 "%r as %s" % (i, KIND_TEXT[lookup_kind(i, p["account_lookup"])]) for i in missing)),
-                         missing_accounts=missing)
+    try:
+        product = resolve.find_product(client, p["product"])
+        plan = None
+        if p["plan"] is not None and want_state != "absent":
+            plan = resolve.find_plan(client, product, p["plan"])
+        if p["rotate_key"]:
+            resolve.check_rotate_key(product)
+        found = resolve.resolve_accounts(client, idents, p["account_lookup"], pool.map)
+    except resolve.ResolveError as exc:
+        module.fail_json(msg=exc.message + "; nothing was changed", missing_accounts=exc.missing)
+    pid = product["id"]
     entries, seen = [], set()
     for ident in idents:
         aid = found[ident]["id"]
@@ -612,12 +477,11 @@ def ensure_applications(module):
                          % (p["name"], len(refused), "; ".join(refused)))
     subscribe = None
     if p["service_plan"] is not None and want_state != "absent" and any("create" in e["steps"] for e in entries):
-        sps = client.list("/services/%s/service_plans.json" % pid, "plans", "service_plan")
-        wanted = next((x for x in sps if x.get("name") == p["service_plan"] or to_text(x.get("id")) == p["service_plan"]),
-                      None)
-        if not wanted:
-            module.fail_json(msg="Service plan %r not found in product %s; available: %s; nothing was changed" % (
-                p["service_plan"], product.get("system_name"), ", ".join(sorted(x.get("name") or "" for x in sps)) or "none"))
+        sps = resolve.list_plans(client, product, kind="service")
+        try:
+            wanted = resolve.pick_plan(sps, product, p["service_plan"], kind="service")
+        except resolve.ResolveError as exc:
+            module.fail_json(msg=exc.message + "; nothing was changed")
         if wanted["id"] != (implicit_service_plan(sps) or {}).get("id"):
             subscribe = wanted  # the create would subscribe with another plan: subscribe first
     if not module.check_mode:
@@ -761,7 +625,7 @@ def main():
     spec = dict(
         account=dict(type="str"),
         accounts=dict(type="list", elements="str"),
-        account_lookup=dict(type="str", choices=list(ACCOUNT_LOOKUPS) + ["username_or_email"], default="auto"),
+        account_lookup=dict(type="str", choices=list(resolve.LOOKUPS), default="auto"),
         service_plan=dict(type="str"),
         concurrency=dict(type="int", default=4),
         product=dict(type="str", required=True),

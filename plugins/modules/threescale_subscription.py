@@ -33,16 +33,6 @@ options:
     type: list
     elements: str
     required: true
-  account_lookup:
-    description:
-      - How the entries of O(accounts) are read.
-      - V(auto) treats an all-digit entry as an account id, an entry with C(@) as an email, anything else as
-        a username. 3scale allows all-digit usernames (and C(@) in usernames), so V(auto) can mistake
-        them; choose the kind explicitly when your usernames can look like that.
-      - V(id) numeric account ids; V(username) usernames (also all-digit ones); V(email) emails.
-    type: str
-    choices: [auto, id, username, email]
-    default: auto
   product:
     description:
       - System name or numeric id of the product.
@@ -84,6 +74,7 @@ options:
     default: false
 extends_documentation_fragment:
   - maas.threescale.threescale
+  - maas.threescale.threescale.ACCOUNT_LOOKUP
   - maas.threescale.threescale.ATTRIBUTES
 """
 
@@ -163,8 +154,8 @@ api_requests:
   sample: 403
 """
 
-from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import (
-    ACCOUNT_LOOKUPS, ThreescaleError, ThreescaleModule, account_lookup_kind)
+from ansible_collections.maas.threescale.plugins.module_utils import threescale_accounts as resolve
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleError, ThreescaleModule
 from ansible.module_utils.common.text.converters import to_text
 
 NEW_API = "service_subscriptions"
@@ -173,30 +164,6 @@ OLD_API = "service_contracts"
 
 def fail(module, msg):
     module.fail_json(msg=msg + "; nothing was changed")
-
-
-def resolve_accounts(module, client, idents, lookup):
-    """Map each identifier to an account; numeric ids through one paginated list, others via find."""
-    accounts, missing, by_id = {}, [], {}
-    kinds = dict((i, account_lookup_kind(i, lookup)) for i in idents)
-    bad = [i for i in idents if kinds[i] == "id" and not i.isdigit()]
-    if bad:
-        fail(module, "account_lookup is id but these are not numeric account ids: %s" % ", ".join(bad))
-    if "id" in kinds.values():
-        by_id = dict((to_text(a["id"]), a) for a in client.paginate("/accounts.json", "accounts", "account"))
-    for ident in idents:
-        account = by_id.get(ident) if kinds[ident] == "id" else client.find_account(ident, lookup=kinds[ident])
-        if account:
-            accounts[ident] = account
-        else:
-            missing.append(ident)
-    if missing:
-        hint = ""
-        if lookup == "auto" and any(kinds[i] == "id" for i in missing):
-            hint = " (all-digit entries were read as account ids; set account_lookup: username if they are usernames)"
-        fail(module, "Account(s) not found: %s%s. Check the usernames/emails/ids, or create the accounts first "
-                     "with maas.threescale.threescale_account" % (", ".join(missing), hint))
-    return accounts
 
 
 def read_subscriptions(client, account_id, api):
@@ -254,20 +221,15 @@ def ensure_subscriptions(module):
     idents = [to_text(a).strip() for a in params["accounts"]]
     if not idents or any(not i for i in idents):
         fail(module, "accounts must be a non-empty list of usernames, emails or numeric ids")
-    product = client.find_product(params["product"])
-    if not product:
-        fail(module, "Product %r not found; give its system_name or numeric id (see threescale_product_info)" % params["product"])
+    try:
+        product = resolve.find_product(client, params["product"])
+        plans = resolve.list_plans(client, product, kind="service")
+        plan = resolve.pick_plan(plans, product, params["plan"], kind="service") if params["state"] == "present" else None
+        accounts = resolve.resolve_accounts(client, resolve.unique_idents(idents), params["account_lookup"])
+    except resolve.ResolveError as exc:
+        module.fail_json(msg=exc.message + "; nothing was changed", missing_accounts=exc.missing)
     pid = product["id"]
-    plans = client.list("/services/%s/service_plans.json" % pid, "plans", "service_plan")
     plan_ids = set(p["id"] for p in plans)
-    plan = None
-    if params["state"] == "present":
-        wanted = params["plan"].strip()
-        plan = next((p for p in plans if p.get("name") == wanted or to_text(p.get("id")) == wanted), None)
-        if not plan:
-            fail(module, "Service plan %r not found in product %s; available: %s" % (
-                wanted, product.get("system_name"), ", ".join(sorted(p.get("name", "") for p in plans)) or "none"))
-    accounts = resolve_accounts(module, client, list(dict.fromkeys(idents)), params["account_lookup"])
 
     # Read phase: current subscription of every distinct account (no writes yet).
     api, work, seen = None, [], set()
@@ -378,7 +340,7 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
         suspend_applications=dict(type="bool", default=False),
         delete_pending_applications=dict(type="bool", default=False),
-        account_lookup=dict(type="str", choices=list(ACCOUNT_LOOKUPS), default="auto"),
+        account_lookup=dict(type="str", choices=list(resolve.LOOKUPS), default="auto"),
     )
     module = ThreescaleModule(argument_spec=spec)
     module.run(lambda: ensure_subscriptions(module))

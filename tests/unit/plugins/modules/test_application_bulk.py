@@ -10,8 +10,10 @@ import pytest
 
 from ansible_collections.maas.threescale.plugins.action.threescale_application import carries_key
 from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import ThreescaleError
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_accounts import (
+    find_accounts as resolve_accounts, lookup_kind, unique_idents)
 from ansible_collections.maas.threescale.plugins.modules.threescale_application import (
-    Pool, decide, implicit_service_plan, index_applications, lookup_kind, resolve_accounts, unique_idents)
+    Pool, decide, implicit_service_plan, index_applications)
 
 
 class Client:

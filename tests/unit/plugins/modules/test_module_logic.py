@@ -89,8 +89,9 @@ def test_subscription_request_count_grows_with_changes_only(porta):
     for subset in (names[:20], names):  # half subscribed, then all remaining, then nothing to do
         counts.append(run(threescale_subscription, fake, accounts=subset, product="api")["api_requests"])
     counts.append(run(threescale_subscription, fake, accounts=names, product="api")["api_requests"])
-    # 2 product/plan reads + per account 1 find + 1 subscription read, + 1 POST per change
-    assert counts == [2 + 20 * 2 + 20, 2 + 40 * 2 + 20, 2 + 40 * 2]
+    # 2 product/plan reads + 1 XML account list (module_utils/threescale_accounts: from 4 names on; this fake
+    # has none, 404) + per account 1 find + 1 subscription read, + 1 POST per change
+    assert counts == [3 + 20 * 2 + 20, 3 + 40 * 2 + 20, 3 + 40 * 2]
 
 
 def test_account_module(porta):
@@ -171,3 +172,35 @@ def test_subscription_moves_account_to_the_requested_plan(porta):
                                               "after": {"user1": {"subscribed": True, "plan_id": 11}}}
     assert list(fake.contracts.values())[0]["plan_id"] == 11
     assert not run(threescale_subscription, fake, accounts=["user1"], product="api", plan="Gold")["changed"]
+
+
+@pytest.mark.parametrize("accounts,lookup,expect", [
+    (["user1", "ghost"], "auto", "1 of 2 accounts not found: ghost ('ghost' as a username)"),
+    (["99999"], "auto", "all-digit values were read as account ids: set account_lookup: username"),
+    (["user1"], "id", "account_lookup is id but these are not numeric account ids: user1"),
+    (["user1@example.com", "nobody@example.com"], "username_or_email",
+     "nobody@example.com ('nobody@example.com' as an email)"),
+])
+def test_both_account_modules_resolve_accounts_alike(porta, accounts, lookup, expect):
+    """One resolver (module_utils/threescale_accounts.py) for threescale_application and threescale_subscription:
+    the same lookups, the same message for what is not found, nothing written."""
+    fake = porta()
+    app = run(threescale_application, fake, accounts=accounts, account_lookup=lookup, product="api", plan="basic",
+              name="demo")
+    sub = run(threescale_subscription, fake, accounts=accounts, account_lookup=lookup, product="api")
+    assert app["failed"] and sub["failed"] and app["msg"] == sub["msg"]
+    assert expect in app["msg"] and app["msg"].endswith("; nothing was changed")
+    assert app["missing_accounts"] == sub["missing_accounts"] and not writes(fake)
+    if len(accounts) == 1:
+        single = run(threescale_application, fake, account=accounts[0], account_lookup=lookup, product="api",
+                     plan="basic", name="demo")
+        assert single["msg"] == app["msg"]
+
+
+def test_plans_are_found_once_for_both_modules(porta):
+    fake = porta()
+    app = run(threescale_application, fake, account="user1", product="api", plan="ghost", name="demo")
+    assert app["msg"].startswith("Application plan 'ghost' not found in product api; available: ")
+    sub = run(threescale_subscription, fake, accounts=["user1"], product="api", plan="Ghost")
+    assert sub["msg"].startswith("Service plan 'Ghost' not found in product api; available: ")
+    assert not writes(fake)
