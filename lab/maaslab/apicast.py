@@ -353,8 +353,10 @@ class APIcast:
             _send_reject(h, r, {**r.headers, **_cors_headers(cors, h)})
 
     def _authorize(self, svc: Service, req: "Request") -> None:
-        user_key = req.credentials(svc.proxy)
-        if user_key is None:  # absent; an empty string is a credential and goes to the backend (proxy.lua)
+        creds = req.credentials(svc.proxy, svc.content.get("backend_version"))
+        # proxy.lua rewrite: every credential of the tuple must be there (user_key; app_id and app_key);
+        # an empty string is present and goes to the backend
+        if any(v is None for _k, v in creds):
             raise svc.error("auth_missing")
         usage: dict[str, int] = {}
         for rule in svc.rules:
@@ -364,7 +366,7 @@ class APIcast:
                     break
         if not usage:
             raise svc.error("no_match")
-        params = [("service_id", str(svc.id)), ("user_key", user_key)]
+        params = [("service_id", str(svc.id)), *creds]
         auth_type = svc.content.get("backend_authentication_type") or "service_token"
         params.insert(0, (auth_type, svc.content.get("backend_authentication_value") or ""))
         params += [(f"usage[{m}]", str(d)) for m, d in usage.items()]
@@ -539,32 +541,61 @@ class Request:
                 return v.strip()
         return None
 
-    def credentials(self, proxy: dict[str, Any]) -> str | None:
-        """service.lua `backend_version_credentials.version_1`. None = absent; "" is present, as any
-        string is true in Lua, and the backend then refuses it (403)."""
+    def credentials(self, proxy: dict[str, Any], backend_version: Any = "1") -> list[tuple[str, str | None]]:
+        """service.lua `backend_version_credentials`: version_1 → [("user_key", v)], version_2 →
+        [("app_id", v), ("app_key", v)] (names from auth_user_key / auth_app_id / auth_app_key).
+        None = absent; "" is present, as any string is true in Lua, and the backend then refuses it."""
         location = proxy.get("credentials_location") or "query"
+        if str(backend_version) == "2":
+            id_name = proxy.get("auth_app_id") or "app_id"
+            key_name = proxy.get("auth_app_key") or "app_key"
+            if location == "authorization":
+                userid, password, token = self.authorization()
+                app_id, app_key = (userid if userid is not None else token), password
+            elif location == "headers":
+                app_id, app_key = self.header(id_name), self.header(key_name)
+            else:
+                app_id, app_key = self.arg(id_name), self.arg(key_name)
+                if app_id is None or app_key is None:
+                    body = self.form_args()
+                    app_id = app_id if app_id is not None else body.get(id_name)
+                    app_key = app_key if app_key is not None else body.get(key_name)
+            return [("app_id", app_id), ("app_key", app_key)]
         name = proxy.get("auth_user_key") or "user_key"
         if location == "headers":
-            return self.header(name)
-        if location == "authorization":  # resty/http_authorization.lua: userid or password or token
-            m = re.match(r"^([A-Za-z0-9]+)\s*(.*)$", self.header("Authorization") or "", re.S)
-            scheme, param = (m.group(1), m.group(2)) if m else (None, "")
-            if scheme == "Bearer":
-                return param
-            if scheme == "Basic":
-                try:
-                    padded = param + "=" * (-len(param) % 4)  # ngx.decode_base64: padding optional
-                    decoded = base64.b64decode(padded, validate=True).decode()
-                except (ValueError, UnicodeDecodeError):
-                    return None
-                pair = re.match(r"^(.*):(.*)$", decoded, re.S)  # greedy: the user part ends at the last ':'
-                return pair.group(1) if pair else None  # "" (":KEY") is a user id, so the key is not used
-            return None  # no scheme or another one: no credentials
-        value = self.arg(name)
-        ctype = (self.header("Content-Type") or "").split(";")[0].strip().lower()
-        if value is None and self.method in ("POST", "PUT", "PATCH") and ctype == "application/x-www-form-urlencoded":
-            value = dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)).get(name)
-        return value
+            user_key = self.header(name)
+        elif location == "authorization":
+            userid, password, token = self.authorization()
+            user_key = next((v for v in (userid, password, token) if v is not None), None)
+        else:
+            user_key = self.arg(name)
+            if user_key is None:
+                user_key = self.form_args().get(name)
+        return [("user_key", user_key)]
+
+    def authorization(self) -> tuple[str | None, str | None, str | None]:
+        """resty/http_authorization.lua: (userid, password) of `Basic`, token of `Bearer`; the scheme
+        match is case-sensitive, and no scheme or another one gives nothing."""
+        m = re.match(r"^([A-Za-z0-9]+)\s*(.*)$", self.header("Authorization") or "", re.S)
+        scheme, param = (m.group(1), m.group(2)) if m else (None, "")
+        if scheme == "Bearer":
+            return None, None, param
+        if scheme == "Basic":
+            try:
+                padded = param + "=" * (-len(param) % 4)  # ngx.decode_base64: padding optional
+                decoded = base64.b64decode(padded, validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None, None, None
+            pair = re.match(r"^(.*):(.*)$", decoded, re.S)  # greedy: the user part ends at the last ':'
+            return (pair.group(1), pair.group(2), None) if pair else (None, None, None)
+        return None, None, None
+
+    def form_args(self) -> dict[str, str]:
+        """read_body_args: an application/x-www-form-urlencoded body of a POST, PUT or PATCH."""
+        ctype = (self.header("Content-Type") or "").lower()
+        if self.method not in ("POST", "PUT", "PATCH") or "application/x-www-form-urlencoded" not in ctype:
+            return {}
+        return dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
 
     def arg(self, name: str) -> str | None:
         """nginx `$arg_<name>`: case-insensitive name, first occurrence; `?user_key=` gives ""."""

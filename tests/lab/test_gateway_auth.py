@@ -15,7 +15,8 @@ from gateway_fixtures import (  # noqa: F401  (fixtures: stack, admin, workshop,
     APICAST, CORS, REFRESH, WORKSHOP_BODY, admin, echo_gateway, make_product, post, served, stack, status,
     upstream, usage, workshop)
 from kube_fixtures import wait_for
-from maaslab.apicast import MappingRule, Service
+from maaslab.apicast import APIcast, MappingRule, Service
+from maaslab.context import LabContext, free_port
 
 
 def test_missing_credentials_403_even_unmapped(workshop):
@@ -172,6 +173,61 @@ def test_empty_credentials_go_to_the_backend(echo_gateway):
                          (authz, {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()})):
         r = requests.post(url + "/v1", headers=headers, timeout=5)
         assert r.status_code == 401 and r.text == "Authentication parameters missing"
+    assert echo.authreps == []
+
+
+def test_app_id_app_key_credentials(echo_gateway, tmp_path):
+    """backend_version 2: app_id and app_key are read under the names auth_app_id / auth_app_key
+    (query, then a form body; headers) or from `Authorization: Basic app_id:app_key`, and both go to
+    authrep; a tuple with either one absent is no credentials at all.
+
+    Upstream: APIcast gateway/src/apicast/configuration/service.lua (`backend_version_credentials.version_2`),
+    gateway/src/apicast/proxy.lua (`_M:rewrite`: every credential of the tuple must be non-nil),
+    gateway/src/resty/http_authorization.lua (Basic userid/password, Bearer token).
+    """
+    echo = echo_gateway.echo
+    rules = [{"http_method": "POST", "pattern": "/", "metric_system_name": "hits", "delta": 1}]
+    gw = APIcast(LabContext(dir=tmp_path))
+
+    def gateway(location, **names):  # a backend_version 2 configuration, installed by hand
+        port = free_port()
+        gw.production = {**gw.production, port: Service({
+            "id": 43, "backend_version": "2", "backend_authentication_type": "service_token",
+            "backend_authentication_value": "stoken", "backend": {"endpoint": echo.url},
+            "proxy": {"endpoint": f"http://127.0.0.1:{port}", "credentials_location": location,
+                      "proxy_rules": rules, **names},
+            "backend_api_configs": [{"path": "/", "backend_api": {"private_endpoint": echo.url}}]}, 1)}
+        gw._listen(port, "production")
+        return f"http://127.0.0.1:{port}"
+
+    try:
+        _app_id_app_key_cases(echo, gateway)
+    finally:
+        gw.stop()
+
+
+def _app_id_app_key_cases(echo, gateway):
+    query = gateway("query", auth_app_id="aid", auth_app_key="akey")
+    header = gateway("headers", auth_app_id="X-App-Id", auth_app_key="X-App-Key")
+    authz = gateway("authorization")
+    basic = base64.b64encode(b"id1:key1").decode()
+    cases = [(query, "/v1?aid=id1&akey=key1", {}, None),
+             (query, "/v1?aid=id1", {"Content-Type": "application/x-www-form-urlencoded"}, "akey=key1"),
+             (header, "/v1", {"X-App-Id": "id1", "X-App-Key": "key1"}, None),
+             (authz, "/v1", {"Authorization": f"Basic {basic}"}, None)]
+    for url, path, headers, body in cases:
+        r = requests.post(url + path, headers=headers, data=body, timeout=5)
+        assert r.status_code == 200, (path, headers)
+        sent = echo.authreps.pop()
+        assert (sent["app_id"], sent["app_key"]) == (["id1"], ["key1"]) and "user_key" not in sent, (path, sent)
+    # the default names are app_id / app_key, not the user_key name
+    r = requests.post(query + "/v1?app_id=id1&app_key=key1", timeout=5)
+    assert r.status_code == 401 and echo.authreps == []
+    for url, path, headers in ((query, "/v1?aid=id1", {}), (query, "/v1?akey=key1", {}),
+                               (header, "/v1", {"X-App-Id": "id1"}),
+                               (authz, "/v1", {"Authorization": "Bearer id1"})):  # a token has no password
+        r = requests.post(url + path, headers=headers, timeout=5)
+        assert r.status_code == 401 and r.text == "Authentication parameters missing", (path, headers)
     assert echo.authreps == []
 
 

@@ -164,6 +164,46 @@ def test_tenant_users_crud_and_state_changes(lab):
     assert lab.get(base + ".json").status_code == 404
 
 
+def test_tenant_user_member_permissions(lab):
+    """/admin/api/users/{id}/permissions: an admin has every section (on premises: no `finance`) and
+    every service (`allowed_service_ids` null, rendered); a member has the sections and services set
+    for it. `allowed_sections[]`/`allowed_service_ids[]` keep only known sections and existing
+    services ("[]" means none); a blank `allowed_service_ids` drops the services restriction;
+    neither parameter → 400. Upstream: porta app/controllers/admin/api/member_permissions_controller.rb,
+    app/representers/member_permissions_representer.rb, app/models/user/permissions.rb,
+    app/models/admin_section.rb."""
+    client = ThreeScaleClient(lab.url, lab.token, ssl_verify=lab.ca)
+    user = client.provider_account_users.create(params={"username": "perm-bot", "email": "perm@example.com",
+                                                        "password": "secret123"})
+    base = f"/admin/api/users/{user['id']}/permissions.json"
+    perms = lab.ok("GET", base)["permissions"]
+    links = perms.pop("links")
+    assert perms == {"user_id": user["id"], "role": "member", "allowed_sections": [], "allowed_service_ids": None}
+    provider_id = lab.ok("GET", "/admin/api/provider.json")["account"]["id"]
+    assert links == [{"rel": "user", "href": f"{lab.url}/admin/api/accounts/{provider_id}/users/{user['id']}"}]
+    user.set_role_admin()
+    admin = client.provider_account_users.permissions_read(user["id"])["permissions"]
+    assert admin["role"] == "admin" and admin["allowed_service_ids"] is None
+    assert admin["allowed_sections"] == ["monitoring", "partners", "plans", "policy_registry", "portal", "settings"]
+    user.set_role_member()
+    # the QE client's "nothing" is the "[]" placeholder, form-encoded
+    none = user.permissions_update()["permissions"]
+    assert (none["allowed_sections"], none["allowed_service_ids"]) == ([], [])
+    sid = new_product(lab, "Permitted")["id"]
+    some = lab.ok("PUT", base, data={"allowed_sections[]": ["portal", "finance", "nonsense"],
+                                     "allowed_service_ids[]": [str(sid), "999999", "x"]})["permissions"]
+    assert (some["allowed_sections"], some["allowed_service_ids"]) == (["portal"], [sid])
+    # JSON, wrapped as `permissions`; only the parameters given change
+    both = lab.ok("PUT", base, json={"permissions": {"allowed_sections": ["plans", "monitoring"]}})["permissions"]
+    assert (both["allowed_sections"], both["allowed_service_ids"]) == (["monitoring", "plans"], [sid])
+    every = lab.ok("PUT", base, data={"allowed_service_ids": ""})["permissions"]
+    assert every["allowed_service_ids"] is None and every["allowed_sections"] == ["monitoring", "plans"]
+    r = lab.put(base, data={"unrelated": "1"})
+    assert r.status_code == 400 and r.text == "Required parameter missing: permissions"
+    buyer_user = lab.ok("GET", f"/admin/api/accounts/{account_id(lab, 'user1')}/users.json")["users"][0]["user"]
+    assert lab.get(f"/admin/api/users/{buyer_user['id']}/permissions.json").status_code == 404
+
+
 def test_personal_access_tokens_authenticate_by_scope_and_permission(lab):
     """Personal access tokens: create shows the value once, list/read/delete; a token works on the
     APIs its scopes cover, `ro` only reads. Upstream: porta

@@ -17,7 +17,7 @@ LOG = logging.getLogger("maaslab.porta")
 
 WRAPPERS = {"account", "application", "service", "proxy", "service_subscription", "backend_api", "metric",
             "method", "mapping_rule", "application_plan", "service_plan", "limit", "pricing_rule", "api_doc",
-            "backend_usage", "user", "plan"}
+            "backend_usage", "user", "plan", "permissions"}
 HTTP_METHODS = ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS")
 CREDENTIALS_LOCATIONS = ("headers", "query", "authorization")
 ENVS = {"sandbox": "sandbox", "staging": "sandbox", "production": "production"}

@@ -8,7 +8,7 @@ import re
 import secrets
 
 from ..context import now_iso
-from .server import A, ID, Reply, Req, created, invalid, route
+from .server import A, ID, Reply, Req, created, invalid, route, to_int
 
 RE_LOGIN_OK = re.compile(r"\A\w[\w.\-_@+]+\Z", re.ASCII)
 MSG_LOGIN_BAD = "use only letters, numbers, and .-_@+ please."
@@ -214,3 +214,60 @@ def tenant_user_delete(api, req: Req, id):
         raise Reply(403, {"errors": {"base": ["last admin of an account cannot be deleted"]}})
     api.store.delete("user", user["id"])
     return Reply(200, None)
+
+
+# ---- member permissions of the tenant's users (admin/api/member_permissions_controller.rb,
+# app/representers/member_permissions_representer.rb, app/models/user/permissions.rb)
+# AdminSection.permissions on premises (ThreeScale.master_on_premises?: no `finance`), sorted like the representer
+ADMIN_SECTIONS = ("portal", "settings", "partners", "monitoring", "plans", "policy_registry")
+
+
+def permissions_json(api, user: dict) -> dict:
+    admin = user["role"] == "admin"
+    sections = ADMIN_SECTIONS if admin else user.get("member_sections") or []
+    ids = user.get("member_service_ids")  # None: no `services` permission row (every service)
+    if admin or ids is None:
+        service_ids = None
+    else:
+        existing = {s["id"] for s in api.services()}
+        service_ids = [i for i in ids if i in existing]
+    return {"permissions": {
+        "user_id": user["id"], "role": user["role"], "allowed_sections": sorted(sections),
+        "allowed_service_ids": service_ids,  # render_nil
+        "links": api.links(("user", f"/admin/api/accounts/{user['account_id']}/users/{user['id']}"))}}
+
+
+def _as_list(v) -> list | None:
+    if v is None or isinstance(v, list):
+        return v
+    return [v]
+
+
+@route("GET", A + "/users/" + ID + "/permissions")
+def tenant_user_permissions(api, req: Req, id):
+    return permissions_json(api, need_tenant_user(api, id))
+
+
+@route("PUT", A + "/users/" + ID + "/permissions")
+def tenant_user_permissions_update(api, req: Req, id):
+    user = need_tenant_user(api, id)
+    has_sections = req.has("allowed_sections[]") or req.has("allowed_sections")
+    has_ids = req.has("allowed_service_ids[]") or req.has("allowed_service_ids")
+    if not has_sections and not has_ids:
+        raise Reply(400, "Required parameter missing: permissions", "text/plain; charset=utf-8")
+    wanted = req.get("allowed_sections[]", req.get("allowed_sections"))
+    if isinstance(wanted, list):  # permit(allowed_sections: []): a scalar is not permitted, so ignored
+        # member_permission_ids=: blanks dropped, only known sections kept (e.g. the "[]" placeholder)
+        user["member_sections"] = [s for s in ADMIN_SECTIONS if s in {str(x) for x in wanted}]
+    if has_ids:
+        raw = req.get("allowed_service_ids[]", req.get("allowed_service_ids"))
+        if isinstance(raw, list) or req.has("allowed_service_ids[]"):
+            # member_permission_service_ids=: non-integers dropped ("[]" means none), only existing services
+            ids = [to_int(x) for x in (_as_list(raw) or [])]
+            existing = {s["id"] for s in api.services()}
+            user["member_service_ids"] = [i for i in ids if i is not None and i in existing]
+        elif raw in (None, ""):  # a blank scalar: the `services` permission goes (every service)
+            user["member_service_ids"] = None
+    user["updated_at"] = now_iso()
+    api.store.save("user", user)
+    return permissions_json(api, user)
