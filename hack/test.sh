@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Every test of the project, in order of cost. `hack/test.sh [unit|lab|integration|molecule|gates]...`
+# Every test of the project, in order of cost. `hack/test.sh [unit|lab|qe|integration|molecule|gates]...`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.venv/collections"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(unit lab integration molecule gates)
+[ ${#stages[@]} -gt 0 ] || stages=(unit lab qe integration molecule gates)
 # Test files run on MAAS_TEST_JOBS workers (pytest-xdist; default 2, 1 = in this process): most of a
 # test's time is spent waiting for the lab, a playbook or a fault, not on a CPU. A file stays on one
 # worker (its module fixtures, e.g. its own lab, are built once); each worker has its own session lab.
@@ -19,6 +19,7 @@ for stage in "${stages[@]}"; do
   case "$stage" in
     unit)        pytest -q -p no:cacheprovider tests/unit ;;
     lab)         pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 tests/lab ;;
+    qe)          hack/qe_suite.sh ;;  # the 3scale QE client's own integration suite against the lab
     integration) pytest -q -p no:cacheprovider "${xdist[@]}" --durations=15 tests/integration tests/ecosystem ;;
     molecule)    hack/molecule.sh ;;
     gates)       hack/gates.sh ;;
