@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
+"""Filters of what the playbooks and roles report (plugins/plugin_utils/outcomes.py): results,
+reports, summaries and failure explanations as data. Each filter is documented in the sidecar file
+of its name (plugins/filter/<name>.yml)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as _o
+
+
+def _plain(value):
+    """Ansible's lazy containers and AnsibleUnsafe strings as plain dicts, lists and strings."""
+    if isinstance(value, dict):
+        return dict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def k8s_access_problem(failed, namespace, host=None):
+    return _o.k8s_access_problem(_plain(failed), namespace, host)
+
+
+def admin_access_problem(failed, admin_url, namespace):
+    return _o.admin_access_problem(_plain(failed), admin_url, namespace)
+
+
+def cr_rejections(resources, timeout):
+    return _o.cr_rejections(_plain(resources), timeout)
+
+
+def product_results(items, infos, failed, plan, promote):
+    return _o.product_results(_plain(items), _plain(infos), _plain(failed), plan, bool(promote))
+
+
+def account_specs(accounts, email_domain, passwords=None, default_password=""):
+    return _o.account_specs(_plain(accounts), email_domain, _plain(passwords), default_password)
+
+
+def onboard_report(onboarded):
+    return _o.onboard_report(_plain(onboarded))
+
+
+def onboard_summary(onboarded, show_keys=False):
+    return _o.onboard_summary(_plain(onboarded), bool(show_keys))
+
+
+def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms=2000):
+    return _o.verify_result(_plain(target), _plain(product), status, latency_ms, bool(check_mode), slow_ms)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "k8s_access_problem": k8s_access_problem,
+            "admin_access_problem": admin_access_problem,
+            "cr_rejections": cr_rejections,
+            "product_results": product_results,
+            "account_specs": account_specs,
+            "onboard_report": onboard_report,
+            "onboard_summary": onboard_summary,
+            "verify_result": verify_result,
+        }

@@ -1,0 +1,206 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the maas.threescale collection
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0), or at your option
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
+"""What the playbooks and roles tell a person: results, reports, summaries and the explanation of a
+failure, built as data here (once, unit-tested) instead of YAML text assembled in Jinja and parsed
+back. Every string meant for a shell is quoted for it (shlex.quote), whatever a name contains.
+
+Pure functions of plain data: the filters of plugins/filter/outcomes.py call them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+import shlex
+
+TLS_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL")
+SMOKE_PROMPT = {"prompt": "San Francisco is a", "max_tokens": 15, "temperature": 0}
+
+
+def _truncate(text, size=300):
+    text = "" if text is None else str(text)
+    return text if len(text) <= size else text[:size - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------- connection
+def k8s_access_problem(failed, namespace, host=None):
+    """Why the cluster check (a k8s_info of Products) failed, and what to set: a message naming the fix."""
+    failed = failed or {}
+    status, msg = failed.get("status") or 0, str(failed.get("msg") or "")
+    if status == 401 or re.search(r"401|Unauthorized", msg):
+        why = "the API server refused the credentials (HTTP 401: wrong or expired token)."
+    elif status == 403 or re.search(r"403|Forbidden", msg):
+        why = "the token may not read Products in namespace %s (HTTP 403)." % namespace
+    elif TLS_PROBLEM.search(msg):
+        why = "the server certificate is not trusted (CA)."
+    else:
+        why = "the API server cannot be reached or is not a Kubernetes API server."
+    return ("Cannot use the cluster %s, nothing was changed: %s (%s) Fix: set a valid token in maas_k8s_api_key (or "
+            "K8S_AUTH_API_KEY; log in again with oc login when it expired), the API server URL in maas_k8s_host (or "
+            "K8S_AUTH_HOST), its CA in maas_k8s_ca_cert (or K8S_AUTH_SSL_CA_CERT), or point maas_k8s_kubeconfig (or "
+            "K8S_AUTH_KUBECONFIG / KUBECONFIG) at a kubeconfig with a current login."
+            % (host or "of the kubeconfig", why, _truncate(msg)))
+
+
+def admin_access_problem(failed, admin_url, namespace):
+    """Why the admin API check (a product read) failed, and what to set."""
+    failed = failed or {}
+    status, msg = failed.get("status"), str(failed.get("msg") or "")
+    if status in (401, 403):
+        why = "it refused the access token (HTTP %s)." % status
+    elif TLS_PROBLEM.search(msg):
+        why = "its certificate is not trusted (CA)."
+    elif status is None:
+        why = "it cannot be reached."
+    else:
+        why = "it answered HTTP %s." % status
+    return ("Cannot use the 3scale admin API at %s, nothing was changed: %s (%s) Fix: set maas_admin_access_token (or "
+            "THREESCALE_ACCESS_TOKEN; a token with Account Management API read-write scope), maas_admin_url (or "
+            "THREESCALE_ADMIN_URL, the tenant admin URL https://<tenant>-admin.<wildcard domain>), and for a private "
+            "CA maas_admin_ca_path (or THREESCALE_CA_BUNDLE); without them the Secrets threescale-provider-account and "
+            "system-seed in namespace %s are used." % (admin_url, why, _truncate(msg), namespace))
+
+
+# ---------------------------------------------------------------------------------------- maas_product
+def cr_rejections(resources, timeout):
+    """The models whose CR the operator rejected or that were not ready in time (cr_wait results), as
+    ``{name, phase, message}`` with the operator's message and a hint where one is known."""
+    out = []
+    for r in resources or []:
+        if r.get("state") not in ("failed", "timeout"):
+            continue
+        where = "%s %s/%s" % (r.get("kind"), r.get("namespace"), r.get("name"))
+        if r.get("state") == "failed":
+            message = "The 3scale operator rejected %s: %s" % (where, r.get("message"))
+            if re.search(r"system_name.*has already been taken", str(r.get("message") or "")):
+                message += (" Hint: 3scale still holds the system name of a deleted product until it is purged; "
+                            "wait, or onboard with another system_name.")
+        else:
+            message = "%s was not %s after %s s; last conditions: %s" % (
+                where, r.get("condition") or "ready", timeout, json.dumps(r.get("conditions") or []))
+        out.append({"name": r.get("name"), "phase": r.get("kind"), "message": message})
+    return out
+
+
+def product_results(items, infos, failed, plan, promote):
+    """maas_product_results: one entry per model, with what 3scale now holds and the failure, if any."""
+    by_product = dict((i.get("product"), i) for i in infos or [])
+    errors = {}
+    for f in failed or []:
+        errors.setdefault(f.get("name"), []).append(f.get("message") or "")
+    out = []
+    for m in items or []:
+        info = by_product.get(m["system_name"]) or {}
+        model = m.get("model") or {}
+        out.append({
+            "name": m["name"], "display_name": model.get("display_name"), "system_name": m["system_name"],
+            "model_id": model.get("model_id"), "auth_mode": model.get("auth_mode"), "plan": plan,
+            "exists": info.get("exists", False), "product_id": info.get("id"), "endpoint": info.get("endpoint"),
+            "sandbox_endpoint": info.get("sandbox_endpoint"), "production_version": info.get("production_version"),
+            "operations": model.get("operations"),
+            "pending_promotion": bool(m.get("removed_methods")) and not promote,
+            "failed": m["name"] in errors, "error": "; ".join(errors.get(m["name"], [])),
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------------------- maas_access
+def account_specs(accounts, email_domain, passwords=None, default_password=""):
+    """threescale_account entries for account names (a username, or an email when it has @)."""
+    passwords = passwords or {}
+    out = []
+    for account in accounts or []:
+        account = str(account)
+        spec = {"email": account} if "@" in account else {
+            "username": account, "org_name": account, "email": "%s@%s" % (account, email_domain)}
+        password = passwords.get(account, default_password)
+        if password:
+            spec["password"] = password
+        out.append(spec)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- onboard_model
+def _public_applications(applications):
+    return [dict((k, v) for k, v in a.items() if k != "user_key") for a in applications or []]
+
+
+def onboard_report(onboarded):
+    """The models of the report file: no key in it (the applications without user_key)."""
+    return [{"name": m.get("name"), "product": m.get("display_name"), "system_name": m.get("system_name"),
+             "product_id": m.get("product_id"), "production_endpoint": m.get("endpoint"), "model_id": m.get("model_id"),
+             "auth_mode": m.get("auth_mode"), "applications": _public_applications(m.get("applications")),
+             "smoke_test": m.get("smoke_test")} for m in onboarded or []]
+
+
+def completion_curl(endpoint, model_id, key="<API_KEY>"):
+    """A curl command line for one completion through the gateway, every argument quoted for a POSIX shell."""
+    url = (endpoint or "<endpoint>").rstrip("/") + "/v1/completions"
+    body = json.dumps(dict({"model": model_id}, **SMOKE_PROMPT))
+    return " ".join(["curl", "-X", "POST", shlex.quote(url), "-H", shlex.quote("Content-Type: application/json"),
+                     "-H", shlex.quote("Authorization: Bearer %s" % key), "-d", shlex.quote(body)])
+
+
+def onboard_summary(onboarded, show_keys=False):
+    """The run's summary for a person: per model its product, endpoint, accounts, smoke test and a
+    curl to try (with the first key only when show_keys)."""
+    out = []
+    for m in onboarded or []:
+        apps = m.get("applications") or []
+        key = apps[0].get("user_key") if show_keys and apps else "<API_KEY>"
+        entry = {
+            "product": "%s (system name %s, id %s)" % (m.get("display_name"), m.get("system_name"), m.get("product_id")),
+            "production_endpoint": m.get("endpoint"), "model_id": m.get("model_id"),
+            "accounts": ["%s -> application %s" % (a.get("account"), a.get("application_id")) for a in apps],
+        }
+        smoke = m.get("smoke_test") or {}
+        if smoke:
+            entry["smoke_test"] = ("skipped: %s" % smoke["skipped"] if "skipped" in smoke else
+                                   "OK, %s tokens in %s ms" % (smoke.get("total_tokens"), smoke.get("latency_ms")))
+        if show_keys:
+            entry["keys"] = ["%s: %s" % (a.get("account"), a.get("user_key")) for a in apps]
+        entry["curl"] = completion_curl(m.get("endpoint"), m.get("model_id"), key or "<API_KEY>")
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- verify_models
+def gateway_verdict(status, latency_ms, exists=True, path="/", check_mode=False, slow_ms=2000):
+    """(status, detail) of one health probe through the gateway: OK, slow, key refused, gateway not
+    serving, model down, error N; not published / nothing to probe / check mode report as they are."""
+    status = int(status if status is not None else -1)
+    if not exists:
+        detail = "not published"
+    elif not path:
+        detail = "no GET operation to probe"
+    elif check_mode:
+        detail = "skipped (check mode)"
+    elif status == 200:
+        detail = "slow" if int(latency_ms) > int(slow_ms) else "OK"
+    elif status in (401, 403):
+        detail = "key refused"
+    elif status in (-1, 404):
+        detail = "gateway not serving"
+    elif status in (500, 502, 503, 504):
+        detail = "model down"
+    else:
+        detail = "error %s" % status
+    summary = "OK" if detail in ("no GET operation to probe", "skipped (check mode)") else detail
+    return summary, detail
+
+
+def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms=2000):
+    """One line of the health report: the model, its endpoint, the verdict and the timing."""
+    product = product or {}
+    status = int(status if status is not None else -1)
+    summary, detail = gateway_verdict(status, latency_ms, product.get("exists", False), target.get("path"),
+                                      check_mode, slow_ms)
+    return {"model": target.get("name"), "system_name": target.get("system_name"), "endpoint": product.get("endpoint"),
+            "path": target.get("path"), "status": summary, "detail": detail, "http_status": status,
+            "latency_ms": int(latency_ms),
+            "line": "%s: %s (HTTP %s, %s ms)" % (target.get("name"), detail, status, int(latency_ms))}

@@ -1,0 +1,129 @@
+"""What the playbooks and roles report (plugins/plugin_utils/outcomes.py, filters plugins/filter/outcomes.py):
+results, reports, summaries and failure explanations, built as data, for any name a user may give."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from ansible_collections.maas.threescale.plugins.filter.outcomes import FilterModule
+from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as o
+
+F = FilterModule().filters()
+
+
+@pytest.mark.parametrize("failed,why", [
+    ({"status": 401, "msg": "Unauthorized"}, "refused the credentials (HTTP 401"),
+    ({"msg": "Forbidden: products is forbidden"}, "may not read Products in namespace 3scale (HTTP 403)"),
+    ({"msg": "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"}, "certificate is not trusted"),
+    ({"msg": "Max retries exceeded: Connection refused"}, "cannot be reached or is not a Kubernetes API server"),
+])
+def test_k8s_access_problem_names_the_cause_and_the_fix(failed, why):
+    msg = F["k8s_access_problem"](failed, "3scale", "https://api.example:6443")
+    assert msg.startswith("Cannot use the cluster https://api.example:6443, nothing was changed: ")
+    assert why in msg and "maas_k8s_api_key" in msg and "K8S_AUTH_SSL_CA_CERT" in msg
+    assert "of the kubeconfig" in o.k8s_access_problem(failed, "3scale")
+
+
+@pytest.mark.parametrize("failed,why", [
+    ({"status": 403, "msg": "Access denied"}, "it refused the access token (HTTP 403)."),
+    ({"status": None, "msg": "certificate verify failed"}, "its certificate is not trusted (CA)."),
+    ({"msg": "Connection refused"}, "it cannot be reached."),
+    ({"status": 503, "msg": "Service Unavailable"}, "it answered HTTP 503."),
+])
+def test_admin_access_problem(failed, why):
+    msg = F["admin_access_problem"](failed, "https://3scale-admin.example", "3scale")
+    assert msg.startswith("Cannot use the 3scale admin API at https://3scale-admin.example, nothing was changed: " + why)
+    assert "maas_admin_access_token" in msg and "namespace 3scale" in msg
+    long = o.admin_access_problem({"status": 500, "msg": "x" * 1000}, "u", "ns")
+    assert "x" * 297 + "..." in long and "x" * 298 not in long
+
+
+def test_cr_rejections_keep_the_operators_message_and_hint():
+    resources = [
+        {"kind": "Product", "namespace": "3scale", "name": "ok", "state": "ready"},
+        {"kind": "Product", "namespace": "3scale", "name": "taken", "state": "failed",
+         "message": 'code: 422 {"system_name":["has already been taken"]}'},
+        {"kind": "Backend", "namespace": "3scale", "name": "slow", "state": "timeout", "condition": "Synced",
+         "conditions": [{"type": "Synced", "status": "False"}]},
+    ]
+    out = F["cr_rejections"](resources, 300)
+    assert [(r["name"], r["phase"]) for r in out] == [("taken", "Product"), ("slow", "Backend")]
+    assert out[0]["message"].startswith("The 3scale operator rejected Product 3scale/taken: code: 422")
+    assert "Hint: 3scale still holds the system name" in out[0]["message"]
+    assert out[1]["message"] == ('Backend 3scale/slow was not Synced after 300 s; last conditions: '
+                                 '[{"type": "Synced", "status": "False"}]')
+
+
+def test_product_results_any_unicode_name():
+    items = [{"name": "llama-🦙", "system_name": "llama", "removed_methods": ["tokenize"],
+              "model": {"display_name": "Llama 🦙 «8B»", "model_id": "meta/llama", "auth_mode": "headers",
+                        "operations": ["completions"]}},
+             {"name": "gone", "system_name": "gone", "removed_methods": [], "model": {}}]
+    infos = [{"product": "llama", "exists": True, "id": 7, "endpoint": "http://gw", "sandbox_endpoint": "http://sb",
+              "production_version": 3}]
+    failed = [{"name": "gone", "message": "a"}, {"name": "gone", "message": "b"}]
+    out = F["product_results"](items, infos, failed, "standard", False)
+    assert out[0]["display_name"] == "Llama 🦙 «8B»" and out[0]["product_id"] == 7 and out[0]["pending_promotion"]
+    assert not out[0]["failed"] and out[0]["error"] == ""
+    assert out[1] == dict(out[1], exists=False, product_id=None, failed=True, error="a; b", pending_promotion=False)
+    assert not F["product_results"](items, infos, [], "standard", True)[0]["pending_promotion"]
+
+
+def test_account_specs():
+    specs = F["account_specs"](["user1", "dev@example.org", "user2"], "example.com", {"user2": "own-pass-123"}, "")
+    assert specs == [{"username": "user1", "org_name": "user1", "email": "user1@example.com"},
+                     {"email": "dev@example.org"},
+                     {"username": "user2", "org_name": "user2", "email": "user2@example.com", "password": "own-pass-123"}]
+    assert all(s["password"] == "d" * 12 for s in o.account_specs(["a", "b@c"], "x", None, "d" * 12))
+
+
+ONBOARDED = [{"name": "m", "display_name": "Model's «best»", "system_name": "m", "product_id": 5,
+              "endpoint": "https://gw.example/it's/", "model_id": "org/model'1", "auth_mode": "headers",
+              "applications": [{"account": "user1", "application_id": 11, "user_key": "SECRET-KEY-1"},
+                               {"account": "user2", "application_id": 12, "user_key": "SECRET-KEY-2"}],
+              "smoke_test": {"total_tokens": 20, "latency_ms": 35}}]
+
+
+def test_the_report_never_carries_a_key():
+    report = F["onboard_report"](ONBOARDED)
+    assert "SECRET" not in json.dumps(report)
+    assert report[0]["applications"] == [{"account": "user1", "application_id": 11}, {"account": "user2", "application_id": 12}]
+    assert report[0]["production_endpoint"] == "https://gw.example/it's/"
+
+
+def test_the_summary_curl_is_quoted_for_a_shell_and_keys_only_when_asked():
+    hidden = F["onboard_summary"](ONBOARDED, False)[0]
+    assert "SECRET" not in json.dumps(hidden) and "keys" not in hidden
+    assert hidden["accounts"] == ["user1 -> application 11", "user2 -> application 12"]
+    assert hidden["smoke_test"] == "OK, 20 tokens in 35 ms"
+    argv = shlex.split(hidden["curl"])  # what a POSIX shell would run: the quote in the URL stays data
+    assert argv[:4] == ["curl", "-X", "POST", "https://gw.example/it's/v1/completions"]
+    assert argv[argv.index("-H", 5) + 1] == "Authorization: Bearer <API_KEY>"
+    assert json.loads(argv[-1]) == {"model": "org/model'1", "prompt": "San Francisco is a", "max_tokens": 15,
+                                    "temperature": 0}
+    shown = F["onboard_summary"](ONBOARDED, True)[0]
+    assert shown["keys"] == ["user1: SECRET-KEY-1", "user2: SECRET-KEY-2"]
+    assert "Authorization: Bearer SECRET-KEY-1" in shlex.split(shown["curl"])
+    skipped = F["onboard_summary"]([dict(ONBOARDED[0], smoke_test={"skipped": "check mode"})], False)[0]
+    assert skipped["smoke_test"] == "skipped: check mode"
+
+
+@pytest.mark.parametrize("exists,path,check,status,ms,summary,detail", [
+    (True, "/v1/models", False, 200, 35, "OK", "OK"),
+    (True, "/v1/models", False, 200, 2500, "slow", "slow"),
+    (True, "/v1/models", False, 403, 5, "key refused", "key refused"),
+    (True, "/v1/models", False, -1, 5, "gateway not serving", "gateway not serving"),
+    (True, "/v1/models", False, 404, 5, "gateway not serving", "gateway not serving"),
+    (True, "/v1/models", False, 502, 5, "model down", "model down"),
+    (True, "/v1/models", False, 418, 5, "error 418", "error 418"),
+    (False, "/v1/models", False, -1, 0, "not published", "not published"),
+    (True, "", False, -1, 0, "OK", "no GET operation to probe"),
+    (True, "/v1/models", True, -1, 0, "OK", "skipped (check mode)"),
+])
+def test_verify_result_verdicts(exists, path, check, status, ms, summary, detail):
+    r = F["verify_result"]({"name": "m", "system_name": "m", "path": path}, {"exists": exists, "endpoint": "http://gw"},
+                           status, ms, check)
+    assert (r["status"], r["detail"], r["http_status"], r["latency_ms"]) == (summary, detail, status, ms)
+    assert r["line"] == "m: %s (HTTP %s, %s ms)" % (detail, status, ms)
