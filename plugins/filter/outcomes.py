@@ -55,6 +55,18 @@ def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms
     return _o.verify_result(_plain(target), _plain(product), status, latency_ms, bool(check_mode), slow_ms)
 
 
+def k8s_apply_results(registered):
+    return _o.k8s_apply_results(_plain(registered))
+
+
+def k8s_apply_retryable(result, pattern):
+    return _o.k8s_apply_retryable(_plain(result), pattern)
+
+
+def k8s_apply_refusals(definitions, results, namespace, label="maas.threescale/model"):
+    return _o.k8s_apply_refusals(_plain(definitions), _plain(results), namespace, label)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -66,4 +78,7 @@ class FilterModule(object):
             "onboard_report": onboard_report,
             "onboard_summary": onboard_summary,
             "verify_result": verify_result,
+            "k8s_apply_results": k8s_apply_results,
+            "k8s_apply_retryable": k8s_apply_retryable,
+            "k8s_apply_refusals": k8s_apply_refusals,
         }

@@ -36,6 +36,14 @@ def promoted_annotations(models, promoted, settings, check_mode=False):
     return _p.promoted_annotations(_plain(models), _plain(promoted), _plain(settings), bool(check_mode))
 
 
+def promoted_state(models, seen, annotation):
+    return _p.promoted_state(_plain(models), _plain(seen), annotation)
+
+
+def production_behind(models, infos):
+    return _p.production_behind(_plain(models), _plain(infos))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -44,4 +52,6 @@ class FilterModule(object):
             "promotion_outcome": promotion_outcome,
             "unpromoted_failures": unpromoted_failures,
             "promoted_annotations": promoted_annotations,
+            "promoted_state": promoted_state,
+            "production_behind": production_behind,
         }

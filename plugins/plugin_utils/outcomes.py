@@ -204,3 +204,45 @@ def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms
             "path": target.get("path"), "status": summary, "detail": detail, "http_status": status,
             "latency_ms": int(latency_ms),
             "line": "%s: %s (HTTP %s, %s ms)" % (target.get("name"), detail, status, int(latency_ms))}
+
+
+# ---------------------------------------------------------------------------------------- kubernetes.core.k8s
+def _calls(registered):
+    """The per-definition outcomes of a kubernetes.core.k8s task: one call with a list of definitions
+    (``result.results``), or a loop of calls (``results``), or one call with one definition."""
+    calls = registered.get("results") if isinstance(registered, dict) and "results" in registered else [registered]
+    out = []
+    for call in calls or []:
+        call = call or {}
+        result = call.get("result") if isinstance(call.get("result"), dict) else {}
+        out.extend(result["results"] if "results" in result else [call])
+    return out
+
+
+def k8s_apply_results(registered):
+    """One outcome per definition applied, in order, whether the task applied them in one call or one each."""
+    return _calls(registered)
+
+
+def k8s_apply_retryable(result, pattern):
+    """Whether a kubernetes.core.k8s call (continue_on_error) is worth another try: it failed with a
+    transient error, or it went through with a transient error for a definition (429/5xx, no answer)."""
+    result = result or {}
+    rx = re.compile(pattern)
+    if result.get("failed"):
+        return bool(rx.search(str(result.get("msg") or "")))
+    return any(rx.search(json.dumps(o.get("error"), sort_keys=True, default=str))
+               for o in _calls(result) if isinstance(o, dict) and "error" in o)
+
+
+def k8s_apply_refusals(definitions, results, namespace, label="maas.threescale/model"):
+    """The definitions the API refused, as failures of the model their label names."""
+    out = []
+    for d, r in zip(definitions or [], results or []):
+        if isinstance(r, dict) and "error" in r:
+            err = r.get("error")
+            msg = err.get("msg") if isinstance(err, dict) else None
+            out.append({"name": ((d.get("metadata") or {}).get("labels") or {}).get(label), "phase": d.get("kind"),
+                        "message": "The Kubernetes API refused %s %s/%s: %s" % (
+                            d.get("kind"), namespace, (d.get("metadata") or {}).get("name"), msg or "error")})
+    return out

@@ -106,3 +106,32 @@ def promoted_annotations(models, promoted, settings, check_mode=False):
                                  "labels": {"maas.threescale/model": m["name"]},
                                  "annotations": {settings["annotation"]: m.get("config_hash")}}})
     return out
+
+
+def promoted_state(models, seen, annotation):
+    """Per model name, ``{'promoted_config': hash}`` from its Product as last seen: a cr_wait result
+    (``name``, ``annotations``) or, in check mode, the dry-run object (``metadata``)."""
+    by_name = {}
+    for obj in seen or []:
+        if not isinstance(obj, dict):
+            continue
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
+        name = meta.get("name") if meta else obj.get("name")
+        annotations = (meta or {}).get("annotations") if meta else obj.get("annotations")
+        if name is not None and name not in by_name:
+            by_name[name] = annotations or {}
+    return dict((m["name"], {"promoted_config": by_name.get(m["name"], {}).get(annotation, "")}) for m in models or [])
+
+
+def production_behind(models, infos):
+    """The models whose production configuration is still not the latest staging one after promotion."""
+    info_of = _by(infos, "product")
+    out = []
+    for m in models or []:
+        info = info_of.get(m["system_name"]) or {}
+        prod, staging = info.get("production_version"), info.get("staging_version")
+        if prod is None or prod != staging:
+            out.append({"name": m["name"], "phase": "promotion",
+                        "message": "Product %s: production configuration version %s differs from staging %s after "
+                                   "promotion." % (m["system_name"], prod, staging)})
+    return out

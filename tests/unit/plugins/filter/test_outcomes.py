@@ -127,3 +127,29 @@ def test_verify_result_verdicts(exists, path, check, status, ms, summary, detail
                            status, ms, check)
     assert (r["status"], r["detail"], r["http_status"], r["latency_ms"]) == (summary, detail, status, ms)
     assert r["line"] == "m: %s (HTTP %s, %s ms)" % (detail, status, ms)
+
+
+TRANSIENT = r"\b(429|500|502|503|504)\b|RemoteDisconnected"
+DEFS = [{"kind": "Backend", "metadata": {"name": "m1", "labels": {"maas.threescale/model": "m1"}}},
+        {"kind": "Backend", "metadata": {"name": "m2", "labels": {"maas.threescale/model": "m2"}}}]
+
+
+def test_k8s_apply_outcomes_of_one_call_or_of_a_loop():
+    one_call = {"results": [{"changed": True, "result": {"results": [
+        {"result": {"metadata": {"name": "m1"}}}, {"error": {"msg": "Backend.capabilities \"m2\" is invalid", "status": 422}}]}}]}
+    per_definition = {"results": [{"changed": True, "result": {"metadata": {"name": "m1"}}},
+                                  {"changed": False, "error": {"msg": "admission webhook denied"}}]}
+    for registered, why in ((one_call, 'Backend.capabilities "m2" is invalid'), (per_definition, "admission webhook denied")):
+        results = F["k8s_apply_results"](registered)
+        assert len(results) == 2 and "error" not in results[0]
+        assert F["k8s_apply_refusals"](DEFS, results, "3scale") == [
+            {"name": "m2", "phase": "Backend", "message": "The Kubernetes API refused Backend 3scale/m2: " + why}]
+
+
+def test_k8s_apply_retryable_only_for_transient_errors():
+    assert F["k8s_apply_retryable"]({"failed": True, "msg": "Failed: (503) Service Unavailable"}, TRANSIENT)
+    assert not F["k8s_apply_retryable"]({"failed": True, "msg": "Failed: (422) Unprocessable"}, TRANSIENT)
+    went_through = {"result": {"results": [{"result": {}}, {"error": {"msg": "x", "status": 429}}]}}
+    assert F["k8s_apply_retryable"](went_through, TRANSIENT)
+    assert not F["k8s_apply_retryable"]({"result": {"results": [{"error": {"msg": "x", "status": 422}}]}}, TRANSIENT)
+    assert not F["k8s_apply_retryable"]({"changed": True, "result": {"metadata": {}}}, TRANSIENT)

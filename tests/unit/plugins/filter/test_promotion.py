@@ -62,3 +62,21 @@ def test_promoted_annotations_skip_new_models_in_check_mode():
     assert [(d["metadata"]["name"], d["metadata"]["annotations"]) for d in defs] == [
         ("a", {"maas.threescale/promoted-config": "h-a"}), ("c", {"maas.threescale/promoted-config": "h-c"})]
     assert [d["metadata"]["name"] for d in F["promoted_annotations"](MODELS, ["a", "c"], settings, True)] == ["a"]
+
+
+def test_promoted_state_from_cr_wait_results_or_dry_run_objects():
+    key = "maas.threescale/promoted-config"
+    seen = [{"name": "a", "annotations": {key: "h-a"}}, {"metadata": {"name": "b", "annotations": {key: "h-b"}}},
+            {"metadata": {"name": "c"}}, "not an object"]
+    assert F["promoted_state"](MODELS, seen, key) == {
+        "a": {"promoted_config": "h-a"}, "b": {"promoted_config": "h-b"}, "c": {"promoted_config": ""},
+        "d": {"promoted_config": ""}}
+
+
+def test_production_behind_after_promotion():
+    infos = [{"product": "a", "production_version": 3, "staging_version": 3},
+             {"product": "b", "production_version": 2, "staging_version": 3},
+             {"product": "c", "production_version": None, "staging_version": 1}]
+    out = F["production_behind"](MODELS[:3] + [MODELS[3]], infos)
+    assert [(f["name"], f["phase"]) for f in out] == [("b", "promotion"), ("c", "promotion"), ("d", "promotion")]
+    assert out[0]["message"] == "Product b: production configuration version 2 differs from staging 3 after promotion."
