@@ -67,6 +67,18 @@ def k8s_apply_refusals(definitions, results, namespace, label="maas.threescale/m
     return _o.k8s_apply_refusals(_plain(definitions), _plain(results), namespace, label)
 
 
+def usage_products(given, product_crs):
+    return _o.usage_products(_plain(given), _plain(product_crs))
+
+
+def usage_rows(results):
+    return _o.usage_rows(_plain(results))
+
+
+def usage_csv(rows, period=None):
+    return _o.usage_csv(_plain(rows), _plain(period))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -81,4 +93,7 @@ class FilterModule(object):
             "k8s_apply_results": k8s_apply_results,
             "k8s_apply_retryable": k8s_apply_retryable,
             "k8s_apply_refusals": k8s_apply_refusals,
+            "usage_products": usage_products,
+            "usage_rows": usage_rows,
+            "usage_csv": usage_csv,
         }

@@ -246,3 +246,62 @@ def k8s_apply_refusals(definitions, results, namespace, label="maas.threescale/m
                         "message": "The Kubernetes API refused %s %s/%s: %s" % (
                             d.get("kind"), namespace, (d.get("metadata") or {}).get("name"), msg or "error")})
     return out
+
+
+# ---------------------------------------------------------------------------------------- usage_report
+def usage_products(given, product_crs):
+    """The products to report: those given (a list, or "a,b" from an AAP survey), else the system name
+    of every Product CR the collection manages, sorted, once each."""
+    if given is not None and given != "":
+        items = given.split(",") if isinstance(given, str) else list(given)
+        items = [str(i).strip() for i in items if str(i).strip()]
+        if items:
+            return items
+    names = set()
+    for cr in product_crs or []:
+        names.add((cr.get("spec") or {}).get("systemName") or (cr.get("metadata") or {}).get("name"))
+    return sorted(n for n in names if n)
+
+
+def usage_rows(results):
+    """One row per (model, account, operation) of threescale_usage_info results: no keys, calls as ints."""
+    rows = []
+    for r in results or []:
+        if not r.get("exists"):
+            continue
+        product = r.get("product") or {}
+        ops = [m.get("system_name") for m in r.get("methods") or []]
+        for acc in r.get("accounts") or []:
+            for op in ops:
+                rows.append({"model": product.get("system_name"), "product": product.get("name"),
+                             "account": str(acc.get("name") or acc.get("id")), "operation": op,
+                             "calls": int((acc.get("methods") or {}).get(op) or 0)})
+    return rows
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value):
+    """A value as a spreadsheet shows it, never as a formula: text starting with = + - @ tab or CR gets
+    a leading apostrophe (OWASP "CSV injection"); numbers stay numbers."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def usage_csv(rows, period=None):
+    """usage.csv: a header and one line per row, quoted as RFC 4180 says (csv module), every text cell
+    neutralised for spreadsheets."""
+    import csv
+    import io
+    period = period or {}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["model", "account", "operation", "calls", "since", "until"])
+    for r in rows or []:
+        writer.writerow([spreadsheet_cell(r.get("model")), spreadsheet_cell(r.get("account")),
+                         spreadsheet_cell(r.get("operation")), int(r.get("calls") or 0),
+                         spreadsheet_cell(period.get("since") or ""), spreadsheet_cell(period.get("until") or "")])
+    return out.getvalue()

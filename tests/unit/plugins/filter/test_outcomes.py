@@ -153,3 +153,32 @@ def test_k8s_apply_retryable_only_for_transient_errors():
     assert F["k8s_apply_retryable"](went_through, TRANSIENT)
     assert not F["k8s_apply_retryable"]({"result": {"results": [{"error": {"msg": "x", "status": 422}}]}}, TRANSIENT)
     assert not F["k8s_apply_retryable"]({"changed": True, "result": {"metadata": {}}}, TRANSIENT)
+
+
+def test_usage_products_given_or_every_managed_product():
+    crs = [{"metadata": {"name": "b-cr"}, "spec": {"systemName": "b"}}, {"metadata": {"name": "a"}, "spec": {}},
+           {"metadata": {"name": "b2"}, "spec": {"systemName": "b"}}]
+    assert F["usage_products"](None, crs) == ["a", "b"]
+    assert F["usage_products"](" x , y,,", crs) == ["x", "y"]
+    assert F["usage_products"](["y", "x"], crs) == ["y", "x"]
+    assert F["usage_products"]("", crs) == ["a", "b"]
+
+
+def test_usage_rows_and_a_csv_no_spreadsheet_runs():
+    results = [{"exists": False},
+               {"exists": True, "product": {"system_name": "m", "name": "M"},
+                "methods": [{"system_name": "completions"}, {"system_name": "models"}],
+                "accounts": [{"id": 7, "name": '=HYPERLINK("http://evil","x")', "methods": {"completions": 3}},
+                             {"id": 8, "name": "", "methods": {"completions": "2", "models": 1}}]}]
+    rows = F["usage_rows"](results)
+    assert [(r["account"], r["operation"], r["calls"]) for r in rows] == [
+        ('=HYPERLINK("http://evil","x")', "completions", 3), ('=HYPERLINK("http://evil","x")', "models", 0),
+        ("8", "completions", 2), ("8", "models", 1)]
+    text = F["usage_csv"](rows, {"since": "2026-12-01", "until": "2026-12-07"})
+    import csv
+    import io
+    parsed = list(csv.DictReader(io.StringIO(text)))
+    assert parsed[0]["account"] == "'" + '=HYPERLINK("http://evil","x")' and parsed[0]["calls"] == "3"
+    assert parsed[2] == {"model": "m", "account": "8", "operation": "completions", "calls": "2",
+                         "since": "2026-12-01", "until": "2026-12-07"}
+    assert [o.spreadsheet_cell(v) for v in ("+1", "-x", "@a", "\tt", "ok", 5)] == ["'+1", "'-x", "'@a", "'\tt", "ok", 5]
