@@ -79,6 +79,22 @@ def usage_csv(rows, period=None):
     return _o.usage_csv(_plain(rows), _plain(period))
 
 
+def prune_targets(crs):
+    return _o.prune_targets(_plain(crs))
+
+
+def verify_targets(crs):
+    return _o.verify_targets(_plain(crs))
+
+
+def application_keys(applications):
+    return _o.application_keys(_plain(applications))
+
+
+def object_refs(names, kind, namespace, api_version="v1"):
+    return _o.object_refs(_plain(names), kind, namespace, api_version)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -96,4 +112,8 @@ class FilterModule(object):
             "usage_products": usage_products,
             "usage_rows": usage_rows,
             "usage_csv": usage_csv,
+            "prune_targets": prune_targets,
+            "verify_targets": verify_targets,
+            "application_keys": application_keys,
+            "object_refs": object_refs,
         }

@@ -130,6 +130,9 @@ def find_accounts(client, idents, lookup, run_all=None):
         def find(ident):
             if kinds[ident] == "id":
                 data = client.get("/accounts/%s.json" % ident, expected_404=True) if ident.isdigit() else None
+                account = unwrap(data, "account") if data else None
+                # porta reads the id as a number ("008" finds account 8): only the exact id is that account
+                return account if account and to_text(account.get("id")) == ident else None
             else:
                 data = client.get("/accounts/find.json", params={kinds[ident]: ident}, expected_404=True)
             return unwrap(data, "account") if data else None

@@ -305,3 +305,38 @@ def usage_csv(rows, period=None):
                          spreadsheet_cell(r.get("operation")), int(r.get("calls") or 0),
                          spreadsheet_cell(period.get("since") or ""), spreadsheet_cell(period.get("until") or "")])
     return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------- managed products
+def _sorted_crs(crs):
+    return sorted((c for c in crs or [] if isinstance(c, dict)), key=lambda c: (c.get("metadata") or {}).get("name") or "")
+
+
+def prune_targets(crs):
+    """The models of Product CRs to offboard (playbooks/tasks/prune.yml): name, system_name, display_name."""
+    return [{"name": (c.get("metadata") or {}).get("name"), "system_name": (c.get("spec") or {}).get("systemName") or "",
+             "display_name": (c.get("spec") or {}).get("name") or "", "accounts": []} for c in crs or []]
+
+
+def verify_targets(crs):
+    """What the health check calls for each Product CR: GET /v1/models when the product maps it (vLLM
+    answers it from the loaded model), else GET /health, else nothing (reported, not probed)."""
+    out = []
+    for c in _sorted_crs(crs):
+        spec, name = c.get("spec") or {}, (c.get("metadata") or {}).get("name")
+        gets = [r.get("pattern") for r in spec.get("mappingRules") or [] if r.get("httpMethod") == "GET"]
+        out.append({"name": name, "system_name": spec.get("systemName") or name,
+                    "plan": (list(spec.get("applicationPlans") or {}) + [""])[0],
+                    "path": "/v1/models" if "/v1/models" in gets else ("/health" if "/health" in gets else "")})
+    return out
+
+
+def application_keys(applications):
+    """The account, application id and key of each application (maas_access_applications)."""
+    return [{"account": a.get("account"), "application_id": a.get("application_id"), "user_key": a.get("user_key")}
+            for a in applications or []]
+
+
+def object_refs(names, kind, namespace, api_version="v1"):
+    """References (apiVersion, kind, metadata) of named objects, e.g. to delete them."""
+    return [{"apiVersion": api_version, "kind": kind, "metadata": {"name": n, "namespace": namespace}} for n in names or []]

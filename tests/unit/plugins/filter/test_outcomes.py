@@ -182,3 +182,21 @@ def test_usage_rows_and_a_csv_no_spreadsheet_runs():
     assert parsed[2] == {"model": "m", "account": "8", "operation": "completions", "calls": "2",
                          "since": "2026-12-01", "until": "2026-12-07"}
     assert [o.spreadsheet_cell(v) for v in ("+1", "-x", "@a", "\tt", "ok", 5)] == ["'+1", "'-x", "'@a", "'\tt", "ok", 5]
+
+
+def test_managed_product_targets_keys_and_refs():
+    crs = [{"metadata": {"name": "z"}, "spec": {"systemName": "zs", "name": "Z", "applicationPlans": {"standard": {}},
+                                                "mappingRules": [{"httpMethod": "GET", "pattern": "/health"}]}},
+           {"metadata": {"name": "a"}, "spec": {"mappingRules": [{"httpMethod": "GET", "pattern": "/v1/models"},
+                                                                 {"httpMethod": "POST", "pattern": "/v1/completions"}]}},
+           {"metadata": {"name": "m"}, "spec": {"mappingRules": [{"httpMethod": "POST", "pattern": "/v1/models"}]}}]
+    assert F["verify_targets"](crs) == [
+        {"name": "a", "system_name": "a", "plan": "", "path": "/v1/models"},
+        {"name": "m", "system_name": "m", "plan": "", "path": ""},
+        {"name": "z", "system_name": "zs", "plan": "standard", "path": "/health"}]
+    assert F["prune_targets"](crs[:2]) == [{"name": "z", "system_name": "zs", "display_name": "Z", "accounts": []},
+                                           {"name": "a", "system_name": "", "display_name": "", "accounts": []}]
+    assert F["application_keys"]([{"account": "u", "application_id": 1, "user_key": "k", "state": "live"}]) == [
+        {"account": "u", "application_id": 1, "user_key": "k"}]
+    assert F["object_refs"](["s1"], "Secret", "3scale") == [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1", "namespace": "3scale"}}]

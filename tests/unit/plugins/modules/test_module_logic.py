@@ -204,3 +204,11 @@ def test_plans_are_found_once_for_both_modules(porta):
     sub = run(threescale_subscription, fake, accounts=["user1"], product="api", plan="Ghost")
     assert sub["msg"].startswith("Service plan 'Ghost' not found in product api; available: ")
     assert not writes(fake)
+
+
+def test_an_id_with_leading_zeros_is_not_that_account(porta):
+    """porta finds /accounts/008.json as account 8 (Rails to_i); "008" under account_lookup auto is read as an
+    id, and only the exact id names an account, so it is not found (and the hint names account_lookup)."""
+    fake = porta()
+    res = run(threescale_subscription, fake, accounts=["0001"], product="api")
+    assert res["failed"] and "set account_lookup: username" in res["msg"] and not writes(fake)
