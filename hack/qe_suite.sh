@@ -27,13 +27,16 @@ python -c 'import dotenv' 2>/dev/null || python -m pip install -q python-dotenv 
 started=""
 if [ -n "${LAB_DIR:-}" ]; then
   lab=$LAB_DIR
-  [ -f "$lab/lab.json" ] && python -m maaslab status --dir "$lab" >/dev/null 2>&1 || { python -m maaslab up --dir "$lab" >/dev/null; }
+  if ! { [ -f "$lab/lab.json" ] && python -m maaslab status --dir "$lab" >/dev/null 2>&1; }; then
+    python -m maaslab up --dir "$lab" >/dev/null
+  fi
 else
   lab=$(mktemp -d /tmp/qe-lab.XXXXXX)
   python -m maaslab up --dir "$lab" >/dev/null
   started=$lab
 fi
 echo_pid=""
+# shellcheck disable=SC2329  # invoked by the EXIT trap
 cleanup() {
   [ -z "$echo_pid" ] || kill "$echo_pid" 2>/dev/null || true
   if [ -n "$started" ]; then
@@ -133,4 +136,4 @@ rc=${PIPESTATUS[0]}
 set -e
 summary=$(grep -E '^=* ?[0-9]+ (passed|failed|error)' "$QE/pytest.log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
 echo "qe_suite: 3scale-api $VERSION against the lab: ${summary:-no result} ($(( $(date +%s) - t0 ))s with the lab)"
-exit $rc
+exit "$rc"

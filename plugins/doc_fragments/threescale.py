@@ -103,7 +103,7 @@ attributes:
 options:
   account_lookup:
     description:
-      - How the account identifiers (O(account) or each of O(accounts)) are read, the same way in every
+      - How the account identifiers (C(account) or each of C(accounts)) are read, the same way in every
         module that takes accounts (module_utils/threescale_accounts.py).
       - V(auto) treats an all-digit value as an account id, a value with C(@) as an email, anything else as
         a username; 3scale allows all-digit usernames (and C(@) in usernames), so V(auto) can mistake

@@ -198,5 +198,5 @@ def find_plan(client, product, ident, kind="application"):
 def check_rotate_key(product):
     """Key rotation needs a product that authenticates with user keys (backend_version 1)."""
     if to_text(product.get("backend_version")) != "1":
-        raise ResolveError("rotate_key needs a product that authenticates with user keys (backend_version 1); %s uses %s"
-                       % (product.get("system_name"), product.get("backend_version")))
+        raise ResolveError("rotate_key needs a product that authenticates with user keys (backend_version 1); "
+                           "%s uses %s" % (product.get("system_name"), product.get("backend_version")))
