@@ -11,17 +11,18 @@ QE=$ROOT/build/qe
 export PYTHONPATH="$ROOT/lab${PYTHONPATH:+:$PYTHONPATH}"   # this checkout's lab, not an installed one
 t0=$(date +%s)
 
-# ---- the suite: the sdist from PyPI, the client itself in the venv
+# ---- the suite: the sdist from PyPI (its tests only), the client itself in the venv
 SRC=$QE/3scale_api-$VERSION
 if [ ! -d "$SRC/tests/integration" ]; then
   mkdir -p "$QE"
   python -m pip download -q --no-deps --no-binary :all: "3scale-api==$VERSION" -d "$QE"
   tar -xzf "$QE/3scale_api-$VERSION.tar.gz" -C "$QE"
 fi
-if ! python -c "import threescale_api, importlib.metadata as m, sys; sys.exit(m.version('3scale-api') != '$VERSION')" 2>/dev/null; then
-  python -m pip install -q "3scale-api==$VERSION"
+# the client and its suite's python-dotenv come from test-requirements.txt (make setup)
+if ! python -c "import threescale_api, dotenv, importlib.metadata as m, sys; sys.exit(m.version('3scale-api') != '$VERSION')" 2>/dev/null; then
+  echo "qe_suite: 3scale-api $VERSION and python-dotenv are missing from this Python: run make setup" >&2
+  exit 1
 fi
-python -c 'import dotenv' 2>/dev/null || python -m pip install -q python-dotenv   # the suite's conftest imports it
 
 # ---- the lab
 started=""
