@@ -51,6 +51,8 @@ RETRY_ANY_METHOD = frozenset((429, 503))
 RETRY_IDEMPOTENT = frozenset((502, 504))
 MAX_PER_PAGE = 500
 REDACTED = "********"
+# what porta's logs (and the lab's per-client counts) see as the caller of the admin API
+USER_AGENT = "maas.threescale-ansible-collection"
 
 THREESCALE_ARGSPEC = dict(
     admin_url=dict(type="str", required=True, fallback=(env_fallback, ["THREESCALE_ADMIN_URL"])),
@@ -149,7 +151,7 @@ class ThreescaleClient(object):
         self._auth = "Basic " + to_native(base64.b64encode((":" + self._token).encode("utf-8")))
         self._context = None  # one TLS context for all requests: building it costs ~30 ms each time
         self._http = Request(use_proxy=True, force=True, timeout=request_timeout, follow_redirects="none",
-                             use_netrc=False)
+                             use_netrc=False, http_agent=USER_AGENT)
 
     def _tls_context(self):
         if self._context is None:  # urllib wants one even for http://

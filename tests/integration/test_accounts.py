@@ -48,7 +48,7 @@ def test_bootstrap_refuses_a_short_password_before_any_request(lab_env, porta, t
     """The workshop's "openshift" (9 characters) fails fast, naming the variable and the fix."""
     porta.reset_stats()
     proc, creds = bootstrap(lab_env, tmp_path, 2, password="openshift")
-    counts = porta.s.get(porta.base + "/lab/stats.json", timeout=30).json()["by_method_path"]
+    counts = porta.collection_counts()
     assert proc.returncode == 2, proc.stdout[-3000:]
     out = proc.stdout + proc.stderr
     assert "maas_workshop_user_password (or env MAAS_WORKSHOP_PASSWORD) has 9 characters" in out

@@ -13,6 +13,9 @@ import pytest
 import requests
 import yaml
 
+# plugins/module_utils/threescale_api.py USER_AGENT: how porta's counts tell the collection's requests apart
+COLLECTION_AGENT = "maas.threescale-ansible-collection"
+
 
 def registered(tasks):
     for t in tasks:
@@ -77,15 +80,20 @@ class Porta:
         services = [s["service"] for s in self.req("GET", "/services.json")[1]["services"]]
         return next(s for s in services if s["system_name"] == system_name)
 
+    def collection_counts(self):
+        """Admin API requests the collection sent (porta's counts for its User-Agent), by method and path.
+        The real operator (porta-go-client) and APIcast call porta too, on their own schedule: a Backend
+        another test left failing is retried in the background, so all-client counts are not ours."""
+        stats = self.s.get(self.base + "/lab/stats.json", timeout=30).json()
+        return stats["by_agent"].get(COLLECTION_AGENT, {})
+
     def stats(self):
-        """Admin API requests counted by porta, minus APIcast's own config polling."""
-        counts = self.s.get(self.base + "/lab/stats.json", timeout=30).json()["by_method_path"]
-        return sum(n for key, n in counts.items() if "/admin/api/account/proxy_configs/" not in key)
+        """Admin API requests the collection sent since reset_stats."""
+        return sum(self.collection_counts().values())
 
     def requests_to(self, fragment):
-        """Admin API requests counted by porta whose method and path contain ``fragment``."""
-        counts = self.s.get(self.base + "/lab/stats.json", timeout=30).json()["by_method_path"]
-        return sum(n for key, n in counts.items() if fragment in key)
+        """Admin API requests the collection sent whose method and path contain ``fragment``."""
+        return sum(n for key, n in self.collection_counts().items() if fragment in key)
 
     def reset_stats(self):
         assert self.s.post(self.base + "/lab/stats/reset", timeout=30).status_code in (200, 204)

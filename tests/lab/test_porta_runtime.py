@@ -148,10 +148,13 @@ def test_fault_injection_and_request_counters(fresh):
     assert requests.post(lab.url + "/lab/stats/reset", verify=lab.ca, timeout=10).status_code == 200
     lab.ok("GET", "/admin/api/accounts.json")
     lab.ok("GET", "/admin/api/accounts.json")
-    lab.ok("GET", "/admin/api/services.json")
+    lab.ok("GET", "/admin/api/services.json", headers={"User-Agent": "Go-http-client/1.1"})
     s = stats()
     assert s["requests"] == 3
     assert s["by_method_path"] == {"GET /admin/api/accounts.json": 2, "GET /admin/api/services.json": 1}
+    # per client, by the User-Agent's product token: the operator's porta-go-client apart from the rest
+    assert s["by_agent"] == {"python-requests": {"GET /admin/api/accounts.json": 2},
+                             "Go-http-client": {"GET /admin/api/services.json": 1}}
     path = lab.ctx.dir / "faults.json"
     stamp = [time.time_ns()]
 

@@ -58,6 +58,7 @@ class Porta(ServerMixin, RepresentersMixin, AccountsMixin, UsersMixin, ServicesM
         self.servers: list[LabHTTPServer] = []
         self.stats_lock = threading.Lock()
         self.stats: Counter = Counter()
+        self.agent_stats: dict[str, Counter] = {}  # the same counts per client (User-Agent product token)
         self.fault_stats: Counter = Counter()
         self.backend_stats: Counter = Counter()
 

@@ -8,6 +8,7 @@ import math
 import re
 import socket
 import time
+from collections import Counter
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -192,9 +193,13 @@ def hang_up(h: JSONHandler) -> None:
 class ServerMixin:
     """Request plumbing of Porta: counters, auth, dispatch to ROUTES, envelopes, /lab endpoints."""
 
-    def record(self, key: str) -> None:
+    def record(self, key: str, agent: str = "") -> None:
+        """Count a request by method and path, in all and per client: the User-Agent's first product
+        token ("Go-http-client" is the operator's porta-go-client, "maas.threescale" the collection)."""
+        client = (agent.split() or ["-"])[0].split("/")[0]
         with self.stats_lock:
             self.stats[key] += 1
+            self.agent_stats.setdefault(client, Counter())[key] += 1
 
     def authenticate(self, handler: JSONHandler, req: Req) -> bool | None:
         """True: allowed; None: no valid token ("Access denied"); False: a valid token without the scope or
@@ -238,7 +243,7 @@ class ServerMixin:
         body = h.read_body()
         if path.startswith("/lab/"):
             return self.handle_lab(h, path)
-        self.record(f"{h.command} {path}")
+        self.record(f"{h.command} {path}", h.headers.get("User-Agent") or "")
         faults = self.ctx.faults.get("porta") if self.ctx.faults else {}
         lose, xml = False, False
         if faults and (not faults.get("path_regex") or re.search(faults["path_regex"], path)) \
@@ -322,10 +327,12 @@ class ServerMixin:
         if path == "/lab/stats.json" and h.command == "GET":
             with self.stats_lock:
                 h.send_json(200, {"requests": sum(self.stats.values()), "by_method_path": dict(self.stats),
+                                  "by_agent": {a: dict(c) for a, c in self.agent_stats.items()},
                                   "faults": dict(self.fault_stats), "backend": dict(self.backend_stats)})
         elif path == "/lab/stats/reset" and h.command == "POST":
             with self.stats_lock:
                 self.stats.clear()
+                self.agent_stats.clear()
                 self.fault_stats.clear()
                 self.backend_stats.clear()
             h.send_json(200, {})

@@ -44,6 +44,8 @@ def test_token_is_basic_password_and_never_in_url(serve):
     import base64
     assert base64.b64decode(req["headers"]["Authorization"].split()[1]).decode() == ":" + TOKEN
     assert_no_token(req["url"])
+    # the collection names itself, so porta's logs (and the lab's per-client counts) can tell it apart
+    assert req["headers"]["User-Agent"] == "maas.threescale-ansible-collection"
 
 
 def test_form_body_and_query(serve):
