@@ -464,7 +464,10 @@ def test_a_closed_watch_is_noticed(kube):
     upstream stream), so an abandoned watch holds nothing open in the API server."""
     kube.req("POST", BACKENDS, json=backend("am1"))
     resp = kube.req("GET", f"{BACKENDS}?watch=true&fieldSelector=metadata.name=am1", stream=True)
-    assert json.loads(next(resp.iter_lines()))["type"] == "ADDED"
+    # keep the line iterator: a dropped one is collected at once and urllib3 closes the stream with it,
+    # which the proxy then (rightly) sees as a client gone, racing the assertion below
+    lines = resp.iter_lines()
+    assert json.loads(next(lines))["type"] == "ADDED"
     assert [w for w in kube.server.watches() if "metadata.name=am1" in w]
     resp.close()
     wait_for(lambda: not [w for w in kube.server.watches() if "metadata.name=am1" in w], timeout=5,
