@@ -6,14 +6,14 @@
 """The Kubernetes API answers worth another try, as the regular expression the playbooks and roles
 test a failed kubernetes.core task's message with (``until: r is succeeded or r.msg is not
 search(pattern)``). Built from the statuses the collection's own Kubernetes transport retries
-(module_utils/k8s_connection.py TRANSIENT_STATUS), so the list exists once. Documented in
+(module_utils/k8s_status.py TRANSIENT_STATUS), so the list exists once. Documented in
 plugins/filter/k8s_retry_pattern.yml."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.maas.threescale.plugins.module_utils.k8s_connection import TRANSIENT_STATUS
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_status import TRANSIENT_STATUS
 
 # Reason phrases of those statuses, and a connection closed with no answer (urllib3 / http.client).
 REASONS = ("Too Many Requests", "Service Unavailable", "Internal Server Error", "Gateway Timeout")

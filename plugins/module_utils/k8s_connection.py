@@ -24,6 +24,8 @@ import ssl
 import threading
 import traceback
 
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_status import TRANSIENT_STATUS
+
 # kubernetes.core's argument spec needs only the collection; its client needs the kubernetes package.
 COLLECTION_IMPORT_ERROR = None
 try:
@@ -39,9 +41,6 @@ try:
 except ImportError:
     IMPORT_ERROR = IMPORT_ERROR or traceback.format_exc()
 
-# The statuses a retry may fix: rate limiting (429, with Retry-After) and the server-side errors a
-# restarting or overloaded API server answers (client-go rest/request.go retries the same set).
-TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 MAX_RETRY_AFTER = 30.0
 REQUIREMENT = "the kubernetes.core collection and the kubernetes Python package (>= 24.2.0)"
 

@@ -25,7 +25,7 @@ import datetime
 import time
 
 from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
-from ansible_collections.maas.threescale.plugins.module_utils.k8s_connection import TRANSIENT_STATUS
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_status import TRANSIENT_STATUS
 
 MICRO_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "maas.threescale"}

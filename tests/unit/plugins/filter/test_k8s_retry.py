@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import FilterModule, k8s_retry_pattern
-from ansible_collections.maas.threescale.plugins.module_utils.k8s_lease import TRANSIENT_STATUS
+from ansible_collections.maas.threescale.plugins.module_utils.k8s_status import TRANSIENT_STATUS
 
 PATTERN = re.compile(k8s_retry_pattern())
 
