@@ -51,6 +51,10 @@ def onboard_summary(onboarded, show_keys=False):
     return _o.onboard_summary(_plain(onboarded), bool(show_keys))
 
 
+def smoke_test_result(response, models, operation, endpoint, model_id):
+    return _o.smoke_test_result(_plain(response), _plain(models), operation, endpoint, model_id)
+
+
 def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms=2000):
     return _o.verify_result(_plain(target), _plain(product), status, latency_ms, bool(check_mode), slow_ms)
 
@@ -105,6 +109,7 @@ class FilterModule(object):
             "account_specs": account_specs,
             "onboard_report": onboard_report,
             "onboard_summary": onboard_summary,
+            "smoke_test_result": smoke_test_result,
             "verify_result": verify_result,
             "k8s_apply_results": k8s_apply_results,
             "k8s_apply_retryable": k8s_apply_retryable,

@@ -194,6 +194,24 @@ def gateway_verdict(status, latency_ms, exists=True, path="/", check_mode=False,
     return summary, detail
 
 
+def smoke_test_result(response, models, operation, endpoint, model_id):
+    """What the smoke test publishes (maas_smoke_test_result) from the gateway_request results of the
+    checked operation and of the model list (skipped when the product does not map it). The gateway's
+    readiness wait happens in the first call made, so its attempts are the ones reported."""
+    response, models = response or {}, models or {}
+    out = {"endpoint": endpoint, "model_id": model_id, "operation": operation}
+    if response.get("skipped_reason"):
+        out["skipped"] = "check mode"
+        return out
+    first = models if "attempts" in models else response
+    out.update(status=int(response.get("status", -1)), text=response.get("text") or "",
+               usage=response.get("usage") or {}, total_tokens=int(response.get("total_tokens") or 0),
+               latency_ms=int(response.get("latency_ms") or 0),
+               completion_seconds=round(int(response.get("latency_ms") or 0) / 1000.0, 3),
+               attempts=int(first.get("attempts") or 1))
+    return out
+
+
 def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms=2000):
     """One line of the health report: the model, its endpoint, the verdict and the timing."""
     product = product or {}
@@ -325,9 +343,10 @@ def verify_targets(crs):
     for c in _sorted_crs(crs):
         spec, name = c.get("spec") or {}, (c.get("metadata") or {}).get("name")
         gets = [r.get("pattern") for r in spec.get("mappingRules") or [] if r.get("httpMethod") == "GET"]
+        path = "/v1/models" if "/v1/models" in gets else ("/health" if "/health" in gets else "")
         out.append({"name": name, "system_name": spec.get("systemName") or name,
-                    "plan": (list(spec.get("applicationPlans") or {}) + [""])[0],
-                    "path": "/v1/models" if "/v1/models" in gets else ("/health" if "/health" in gets else "")})
+                    "plan": (list(spec.get("applicationPlans") or {}) + [""])[0], "path": path,
+                    "operation": {"/v1/models": "models", "/health": "health"}.get(path, "")})
     return out
 
 

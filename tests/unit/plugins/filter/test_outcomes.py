@@ -191,12 +191,27 @@ def test_managed_product_targets_keys_and_refs():
                                                                  {"httpMethod": "POST", "pattern": "/v1/completions"}]}},
            {"metadata": {"name": "m"}, "spec": {"mappingRules": [{"httpMethod": "POST", "pattern": "/v1/models"}]}}]
     assert F["verify_targets"](crs) == [
-        {"name": "a", "system_name": "a", "plan": "", "path": "/v1/models"},
-        {"name": "m", "system_name": "m", "plan": "", "path": ""},
-        {"name": "z", "system_name": "zs", "plan": "standard", "path": "/health"}]
+        {"name": "a", "system_name": "a", "plan": "", "path": "/v1/models", "operation": "models"},
+        {"name": "m", "system_name": "m", "plan": "", "path": "", "operation": ""},
+        {"name": "z", "system_name": "zs", "plan": "standard", "path": "/health", "operation": "health"}]
     assert F["prune_targets"](crs[:2]) == [{"name": "z", "system_name": "zs", "display_name": "Z", "accounts": []},
                                            {"name": "a", "system_name": "", "display_name": "", "accounts": []}]
     assert F["application_keys"]([{"account": "u", "application_id": 1, "user_key": "k", "state": "live"}]) == [
         {"account": "u", "application_id": 1, "user_key": "k"}]
     assert F["object_refs"](["s1"], "Secret", "3scale") == [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1", "namespace": "3scale"}}]
+
+
+def test_smoke_test_result_reports_the_request_and_the_wait_of_the_first_call():
+    completion = {"status": 200, "text": " a city", "usage": {"total_tokens": 8}, "total_tokens": 8,
+                  "latency_ms": 412, "attempts": 1}
+    listing = {"status": 200, "attempts": 3}
+    r = F["smoke_test_result"](completion, listing, "completions", "https://gw", "tiny")
+    assert r == {"endpoint": "https://gw", "model_id": "tiny", "operation": "completions", "status": 200,
+                 "text": " a city", "usage": {"total_tokens": 8}, "total_tokens": 8, "latency_ms": 412,
+                 "completion_seconds": 0.412, "attempts": 3}
+    # no model list mapped (a skipped task has no attempts): the completion's own attempts
+    skipped_listing = {"skipped": True, "changed": False}
+    assert F["smoke_test_result"](dict(completion, attempts=2), skipped_listing, "completions", "u", "m")["attempts"] == 2
+    check = F["smoke_test_result"]({"skipped_reason": "check mode sends no request"}, {}, "completions", "u", "m")
+    assert check == {"endpoint": "u", "model_id": "m", "operation": "completions", "skipped": "check mode"}
