@@ -397,7 +397,7 @@ def main():
             operation=dict(type="str", default="completions", choices=list(PATHS)),
             model_id=dict(type="str"),
             prompt=dict(type="str", default="San Francisco is a"),
-            max_tokens=dict(type="int", default=15),
+            max_tokens=dict(type="int", default=15, no_log=False),  # tokens of text, not a credential
             wait_timeout=dict(type="int", default=0),
             delay=dict(type="float", default=5),
             retry_statuses=dict(type="list", elements="int", default=[-1, 403, 404, 502, 503]),
