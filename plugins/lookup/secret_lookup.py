@@ -65,53 +65,15 @@ _raw:
   elements: raw
 """
 
-import base64
-import binascii
-
-from ansible.errors import AnsibleError
-from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
-
-
-def decode(name, key, value):
-    try:
-        return to_text(base64.b64decode(value, validate=True), errors="surrogate_or_strict")
-    except (binascii.Error, ValueError, UnicodeError) as exc:
-        raise AnsibleError("Key %r of Secret %s is not valid base64-encoded text: %s" % (key, name, to_native(exc)))
+from ansible_collections.maas.threescale.plugins.plugin_utils import k8s_secrets
 
 
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        if k8s_connection.missing_requirement():
-            raise AnsibleError("secret_lookup needs %s: %s" % (k8s_connection.REQUIREMENT,
-                                                               to_native(k8s_connection.missing_requirement())))
         self.set_options(var_options=variables, direct=kwargs)
         namespace, key = self.get_option("namespace"), self.get_option("key")
-        conn = k8s_connection.Connection(**dict((opt, self.get_option(opt)) for opt in k8s_connection.auth_options()))
-        results = []
-        for name in terms:
-            where = "%s/%s" % (namespace, name)
-            try:
-                _status, secret, _headers = conn.request("GET", "/api/v1/namespaces/%s/secrets/%s" % (namespace, name))
-            except k8s_connection.ApiError as exc:
-                if exc.status == 404:
-                    raise AnsibleError("Secret %s not found: check the Secret name and the namespace (3scale keeps the "
-                                       "tenant token in Secret system-seed of the APIManager namespace)" % where)
-                if exc.status in (401, 403):
-                    raise AnsibleError("Not allowed to read Secret %s (HTTP %s): the Kubernetes credentials need 'get' on "
-                                       "secrets in namespace %s" % (where, exc.status, namespace))
-                if exc.status is None and not exc.transient:  # client configuration, untrusted certificate
-                    raise AnsibleError(exc.message)
-                raise AnsibleError("Reading Secret %s failed: %s" % (where, exc.message))
-            data = (secret or {}).get("data") or {}
-            if key is None:
-                results.append(dict((k, decode(where, k, v)) for k, v in data.items()))
-            elif key not in data:
-                raise AnsibleError("Secret %s has no key %r; keys present: %s. Fix the key name (for 3scale: "
-                                   "ADMIN_ACCESS_TOKEN)" % (where, key, ", ".join(sorted(data)) or "none"))
-            else:
-                results.append(decode(where, key, data[key]))
-        return results
+        conn = k8s_secrets.connect(dict((opt, self.get_option(opt)) for opt in k8s_secrets.k8s_connection.auth_options()))
+        return [k8s_secrets.read_secret(conn, namespace, name, key) for name in terms]
