@@ -51,6 +51,14 @@ def onboard_summary(onboarded, show_keys=False):
     return _o.onboard_summary(_plain(onboarded), bool(show_keys))
 
 
+def lease_summary(lease):
+    return _o.lease_summary(_plain(lease))
+
+
+def lease_problem(lease, namespace, timeout):
+    return _o.lease_problem(_plain(lease), namespace, timeout)
+
+
 def smoke_test_result(response, models, operation, endpoint, model_id):
     return _o.smoke_test_result(_plain(response), _plain(models), operation, endpoint, model_id)
 
@@ -110,6 +118,8 @@ class FilterModule(object):
             "onboard_report": onboard_report,
             "onboard_summary": onboard_summary,
             "smoke_test_result": smoke_test_result,
+            "lease_summary": lease_summary,
+            "lease_problem": lease_problem,
             "verify_result": verify_result,
             "k8s_apply_results": k8s_apply_results,
             "k8s_apply_retryable": k8s_apply_retryable,

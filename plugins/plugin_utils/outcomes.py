@@ -359,3 +359,33 @@ def application_keys(applications):
 def object_refs(names, kind, namespace, api_version="v1"):
     """References (apiVersion, kind, metadata) of named objects, e.g. to delete them."""
     return [{"apiVersion": api_version, "kind": kind, "metadata": {"name": n, "namespace": namespace}} for n in names or []]
+
+
+# ---------------------------------------------------------------------------------------- k8s_lease
+def lease_summary(lease):
+    """What the onboarding lock task says when it holds its Leases (and for whom it waited)."""
+    lease = lease or {}
+    held = ", ".join(h.get("name", "?") for h in lease.get("held") or [])
+    waited = float(lease.get("waited") or 0)
+    if waited <= 0:
+        return "Holding %s" % held
+    seen = []
+    for one in lease.get("leases") or []:
+        if float(one.get("waited") or 0) > 0 and one.get("holder_seen") not in seen:
+            seen.append(one.get("holder_seen"))
+    return "Holding %s after waiting %s s for %s" % (held, lease.get("waited"), ", ".join(str(h) for h in seen))
+
+
+def lease_problem(lease, namespace, timeout):
+    """Why the onboarding lock could not be taken, naming the variable to change; empty when it was."""
+    lease = lease or {}
+    if lease.get("reason") is None and lease.get("held") is not None:
+        return ""
+    if lease.get("reason") == "held_by_other":
+        return ("Another run holds the onboarding lock of this model (Lease %s/%s, holder %s); nothing was changed. "
+                "Fix: wait for that run to end and run again, or raise maas_lock_timeout (seconds to wait, now %s). (%s)"
+                % (namespace, lease.get("lease_name") or "?", lease.get("holder_seen") or "?", timeout,
+                   lease.get("msg") or ""))
+    msg = lease.get("msg") or ""
+    return ("Cannot take the onboarding lock (Lease) on the cluster, nothing was changed: %s"
+            % (msg if len(msg) <= 500 else msg[:497] + "..."))

@@ -215,3 +215,18 @@ def test_smoke_test_result_reports_the_request_and_the_wait_of_the_first_call():
     assert F["smoke_test_result"](dict(completion, attempts=2), skipped_listing, "completions", "u", "m")["attempts"] == 2
     check = F["smoke_test_result"]({"skipped_reason": "check mode sends no request"}, {}, "completions", "u", "m")
     assert check == {"endpoint": "u", "model_id": "m", "operation": "completions", "skipped": "check mode"}
+
+
+def test_lease_summary_and_problem_name_the_holders_and_the_variable_to_change():
+    held = {"held": [{"name": "maas-onboard-a"}, {"name": "maas-onboard-b"}], "waited": 0}
+    assert F["lease_summary"](held) == "Holding maas-onboard-a, maas-onboard-b"
+    waited = dict(held, waited=3.5, leases=[{"waited": 3.5, "holder_seen": "run-1"}, {"waited": 0, "holder_seen": None},
+                                            {"waited": 1, "holder_seen": "run-1"}])
+    assert F["lease_summary"](waited) == "Holding maas-onboard-a, maas-onboard-b after waiting 3.5 s for run-1"
+    assert F["lease_problem"](held, "3scale", 900) == ""
+    busy = {"reason": "held_by_other", "lease_name": "maas-onboard-a", "holder_seen": "run-1", "msg": "still held"}
+    msg = F["lease_problem"](busy, "3scale", 60)
+    assert "Lease 3scale/maas-onboard-a, holder run-1" in msg and "maas_lock_timeout (seconds to wait, now 60)" in msg
+    assert "nothing was changed" in msg and "(still held)" in msg
+    other = F["lease_problem"]({"reason": "error", "msg": "x" * 600}, "3scale", 60)
+    assert other.startswith("Cannot take the onboarding lock") and len(other) < 600 and other.endswith("...")
