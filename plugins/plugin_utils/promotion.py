@@ -286,7 +286,7 @@ def _diffs(pcps, outcomes):
         if isinstance(d, dict) and ("before" in d or "after" in d):
             where = "ProxyConfigPromote %s/%s" % (p["definition"]["metadata"]["namespace"], p["name"])
             out.append({"before": d.get("before") or {}, "after": d.get("after") or {},
-                        "before_header": where + " (before)", "after_header": where + " (after)"})
+                        "before_header": where, "after_header": where})
     return out
 
 
