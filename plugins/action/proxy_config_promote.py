@@ -24,17 +24,18 @@ __metaclass__ = type
 import re
 
 from ansible.errors import AnsibleActionFail
+from ansible.executor import module_common
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import promotion as _p
 from ansible_collections.maas.threescale.plugins.plugin_utils.outcomes import k8s_apply_results, k8s_apply_retryable
 
-try:  # ansible-core >= 2.19
-    from ansible.executor.module_common import _apply_action_arg_defaults
-except ImportError:  # ansible-core 2.16 - 2.18
-    _apply_action_arg_defaults = None
-    from ansible.executor.module_common import get_action_args_with_defaults
+# How ansible-core completes a task's arguments with module_defaults (its action groups included):
+# _apply_action_arg_defaults from 2.19 on (gather_facts, package and service use it for the modules they
+# run), get_action_args_with_defaults before.
+_APPLY_DEFAULTS = getattr(module_common, "_apply_action_arg_defaults", None)
+_ARGS_WITH_DEFAULTS = getattr(module_common, "get_action_args_with_defaults", None)
 
 K8S = "kubernetes.core.k8s"
 CR_WAIT = "maas.threescale.cr_wait"
@@ -98,11 +99,11 @@ class ActionModule(ActionBase):
         included), minus omitted values."""
         fqcn = self._shared_loader_obj.module_loader.find_plugin_with_context(
             action, collection_list=self._task.collections).resolved_fqcn or action
-        if _apply_action_arg_defaults is not None:
-            full = _apply_action_arg_defaults(fqcn, self._task, dict(args), self._templar)
+        if _APPLY_DEFAULTS is not None:
+            full = _APPLY_DEFAULTS(fqcn, self._task, dict(args), self._templar)
         else:
-            full = get_action_args_with_defaults(fqcn, dict(args), self._task.module_defaults, self._templar,
-                                                 action_groups=self._task._parent._play._action_groups)
+            full = _ARGS_WITH_DEFAULTS(fqcn, dict(args), self._task.module_defaults, self._templar,
+                                       action_groups=self._task._parent._play._action_groups)
         omit = task_vars.get("omit")
         return dict((k, v) for k, v in full.items() if not (omit and isinstance(v, str) and v == omit))
 
