@@ -108,6 +108,7 @@ attributes:
     support: none
     description: No async.
   platform:
+    support: full
     platforms: all
     description: Any platform the modules it calls run on.
 notes:

@@ -191,7 +191,7 @@ class Promotion(object):
 
     def __init__(self, executor, models, promoted, settings, attempts=3, timeout=300, check_mode=False):
         self.ex = executor
-        self.models = [m for m in models or []]
+        self.models = list(models or [])
         self.state = dict((k, v if isinstance(v, dict) else {"promoted_config": v}) for k, v in (promoted or {}).items())
         self.settings = settings
         self.attempts = max(int(attempts), 1)
