@@ -138,8 +138,8 @@ EXAMPLES = r"""
 
 - name: Fail with the operator's messages of the models that could not be promoted
   ansible.builtin.assert:
-    that: promotion.failed | length == 0
-    fail_msg: "{{ promotion.failed | map(attribute='message') | join(' | ') }}"
+    that: promotion.failures | length == 0
+    fail_msg: "{{ promotion.failures | map(attribute='message') | join(' | ') }}"
 """
 
 RETURN = r"""
@@ -181,7 +181,7 @@ promoted:
   returned: always
   type: list
   elements: str
-failed:
+failures:
   description:
     - The models that could not be promoted, as C({name, phase, message}); C(message) names the attempts
       and carries every distinct message of the operator. The task itself does not fail for them.

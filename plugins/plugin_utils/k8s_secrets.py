@@ -22,8 +22,8 @@ from ansible_collections.maas.threescale.plugins.module_utils import k8s_connect
 def connect(options):
     """A k8s_connection.Connection from kubernetes.core's auth options (a dict, None values ignored)."""
     if k8s_connection.missing_requirement():
-        raise AnsibleError("reading a Secret needs %s: %s" % (k8s_connection.REQUIREMENT,
-                                                             to_native(k8s_connection.missing_requirement())))
+        problem = to_native(k8s_connection.missing_requirement())
+        raise AnsibleError("reading a Secret needs %s: %s" % (k8s_connection.REQUIREMENT, problem))
     return k8s_connection.Connection(**dict((opt, options.get(opt)) for opt in k8s_connection.auth_options()))
 
 
@@ -34,8 +34,10 @@ def decode(where, key, value):
         raise AnsibleError("Key %r of Secret %s is not valid base64-encoded text: %s" % (key, where, to_native(exc)))
 
 
-def read_secret(conn, namespace, name, key=None, hint="3scale keeps the tenant token in Secret system-seed of the "
-                                                       "APIManager namespace"):
+HINT = "3scale keeps the tenant token in Secret system-seed of the APIManager namespace"
+
+
+def read_secret(conn, namespace, name, key=None, hint=HINT):
     """The decoded value of ``key`` in Secret ``namespace/name``, or every key as a dict when ``key`` is None."""
     where = "%s/%s" % (namespace, name)
     try:

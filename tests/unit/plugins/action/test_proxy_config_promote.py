@@ -92,7 +92,7 @@ def test_first_attempt_succeeds():
     assert lab.calls == [("info", ["a-sys"]), ("create", ["a-01234567-1"]), ("wait", ["a-01234567-1"])]
     assert outcome(res, "a") == {"name": "a", "system_name": "a-sys", "outcome": "promoted", "attempts": 1,
                                  "pcps": ["a-01234567-1"], "messages": []}
-    assert res["promoted"] == ["a"] and res["failed"] == [] and res["changed"] is True
+    assert res["promoted"] == ["a"] and res["failures"] == [] and res["changed"] is True
     assert lab.pcps == set() and lab.versions["a-sys"][0] == lab.versions["a-sys"][1]
     d = res["diff"][0]
     assert d["after"]["kind"] == "ProxyConfigPromote" and d["after"]["spec"] == {
@@ -122,7 +122,7 @@ def test_failed_then_production_equals_staging_is_done_without_another_attempt()
     a = outcome(res, "a")
     assert a["outcome"] == "nothing_to_promote" and a["attempts"] == 1
     assert a["messages"] == [NO_CHANGES + " (production version 2, staging 2)"]
-    assert res["promoted"] == ["a"] and res["failed"] == [] and lab.pcps == set()
+    assert res["promoted"] == ["a"] and res["failures"] == [] and lab.pcps == set()
 
 
 def test_failed_and_still_behind_tries_a_new_pcp():
@@ -133,7 +133,7 @@ def test_failed_and_still_behind_tries_a_new_pcp():
     assert outcome(res, "a")["outcome"] == "promoted" and outcome(res, "a")["attempts"] == 2
     assert outcome(res, "a")["pcps"] == ["a-01234567-1", "a-01234567-2"]
     assert outcome(res, "b")["outcome"] == "promoted" and outcome(res, "b")["attempts"] == 1
-    assert res["promoted"] == ["a", "b"] and res["failed"] == []
+    assert res["promoted"] == ["a", "b"] and res["failures"] == []
     assert [s["attempt"] for s in res["attempts"]] == [1, 2] and res["attempts"][0]["pending"] == ["a"]
     assert "a: promoted at attempt 2 of 3 (a-01234567-1, a-01234567-2): " + NO_CHANGES in P.summary(res)[0]
 
@@ -143,8 +143,8 @@ def test_every_attempt_fails_reports_each_distinct_message():
     res = run(lab, [model("a")], attempts=2)
     assert [c[1] for c in lab.calls if c[0] == "delete"] == [["a-01234567-1"], ["a-01234567-2"]]
     assert lab.pcps == set()  # no Failed PCP left behind
-    assert res["promoted"] == [] and len(res["failed"]) == 1
-    f = res["failed"][0]
+    assert res["promoted"] == [] and len(res["failures"]) == 1
+    f = res["failures"][0]
     assert f["name"] == "a" and f["phase"] == "ProxyConfigPromote"
     assert f["message"] == ("The 3scale operator could not promote a after 2 ProxyConfigPromote attempt(s): "
                             + NO_CHANGES + " (production version 1, staging 2)")  # once, though seen twice
@@ -159,8 +159,8 @@ def test_a_wait_timeout_counts_as_a_failed_attempt():
         "ProxyConfigPromote a-01234567-1 was not Ready after 7 s (production version 1, staging 2)"]
     timed_out = FakeLab({"a-sys": [1, 2]}, outcomes={"a-01234567-1": "timeout"})
     res = run(timed_out, [model("a")], attempts=1, timeout=7)
-    assert "was not Ready after 7 s" in res["failed"][0]["message"]
-    assert "after 1 ProxyConfigPromote attempt(s)" in res["failed"][0]["message"]
+    assert "was not Ready after 7 s" in res["failures"][0]["message"]
+    assert "after 1 ProxyConfigPromote attempt(s)" in res["failures"][0]["message"]
 
 
 def test_check_mode_dry_runs_the_first_attempt_and_waits_for_nothing():
@@ -168,7 +168,7 @@ def test_check_mode_dry_runs_the_first_attempt_and_waits_for_nothing():
     res = run(lab, [model("a"), model("b")], promoted={"b": "0123456789abcdef"}, check_mode=True)
     assert lab.calls == [("info", ["a-sys", "b-sys"]), ("create", ["a-01234567-1"])]
     assert outcome(res, "a")["outcome"] == "would_promote" and outcome(res, "b")["outcome"] == "nothing_to_promote"
-    assert res["promoted"] == ["a"] and res["failed"] == [] and res["changed"] is True
+    assert res["promoted"] == ["a"] and res["failures"] == [] and res["changed"] is True
     assert res["max_attempts"] == 1 and res["diff"][0]["after"]["metadata"]["name"] == "a-01234567-1"
     # a check-mode run with nothing due changes nothing
     again = run(FakeLab({"a-sys": [2, 2]}), [model("a")], promoted={"a": "0123456789abcdef"}, check_mode=True)
@@ -193,8 +193,8 @@ def test_a_refused_pcp_sets_its_model_aside_and_the_others_go_on():
     lab = FakeLab({"a-sys": [1, 2], "b-sys": [1, 2]}, refuse={"a-01234567-1"})
     res = run(lab, [model("a"), model("b")])
     assert ("wait", ["b-01234567-1"]) in lab.calls
-    assert [f["name"] for f in res["failed"]] == ["a"]
-    assert res["failed"][0]["message"].startswith("The Kubernetes API refused ProxyConfigPromote 3scale/a-01234567-1")
+    assert [f["name"] for f in res["failures"]] == ["a"]
+    assert res["failures"][0]["message"].startswith("The Kubernetes API refused ProxyConfigPromote 3scale/a-01234567-1")
     assert outcome(res, "a")["outcome"] == "failed" and res["promoted"] == ["b"]
 
 
