@@ -406,9 +406,22 @@ def test_pcp_without_changes_fails_then_promotes_later_changes(oplab):
     obj = oplab.wait("proxyconfigpromote/tinyllama", "Failed")
     assert cond(obj, "Failed")["message"] == NO_CHANGES
     assert cond(obj, "Ready")["status"] == "False"
-    oplab.kubectl("patch", "product/tinyllama", "--type=merge", "-p", json.dumps({"spec": {"mappingRules": [
-        {"httpMethod": "POST", "pattern": "/v1/completions", "metricMethodRef": "completions", "increment": 1}]}}))
-    obj = oplab.wait("proxyconfigpromote/tinyllama", "Ready", timeout=60)
+    # The PCP's retries keep running: one between the Product's mapping-rule calls would deploy and promote a
+    # half-synced Product. So its staging deploys fail (porta 503, the operator's calls included) until the
+    # Product reports the new generation synced; then its next retry promotes the whole change.
+    fault = [sys.executable, "-m", "maaslab", "fault", "--dir", oplab.info["dir"]]
+    subprocess.run(fault + ["porta", "error_rate=1", "error_status=503", "exclude_operator=false",
+                            r"path_regex=/proxy/deploy\.json$"], check=True, capture_output=True, timeout=60)
+    try:
+        patched = json.loads(oplab.kubectl("patch", "product/tinyllama", "--type=merge", "-o", "json", "-p", json.dumps(
+            {"spec": {"mappingRules": [{"httpMethod": "POST", "pattern": "/v1/completions", "metricMethodRef": "completions",
+                                        "increment": 1}]}})).stdout)
+        oplab.kubectl("wait", "--timeout=60s", "product/tinyllama",
+                      "--for=jsonpath={.status.observedGeneration}=%d" % patched["metadata"]["generation"])
+        oplab.wait("product/tinyllama", "Synced")
+    finally:
+        subprocess.run(fault + ["clear"], check=True, capture_output=True, timeout=60)
+    obj = oplab.wait("proxyconfigpromote/tinyllama", "Ready", timeout=120)
     st = obj["status"]
     assert st["latestProductionVersion"] == st["latestStagingVersion"]
     pid = oplab.get("product/tinyllama")["status"]["productId"]
