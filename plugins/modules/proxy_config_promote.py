@@ -27,7 +27,8 @@ description:
     created together in one Kubernetes call, then watched together with M(maas.threescale.cr_wait). A
     promotion that succeeds deletes its CR. A Failed ProxyConfigPromote stays Failed for good (C(no product
     changes detected)); upstream's master fails it on the first error of its promote call, 3scale 2.14's
-    operator after retrying the call inside the same CR. So a Failed (or timed out) one is deleted, the staging and production versions are read from the admin API with
+    operator after retrying the call inside the same CR. So a Failed (or timed out) one is deleted, the
+    staging and production versions are read from the admin API with
     M(maas.threescale.threescale_product_info), and while production is still behind staging a new
     ProxyConfigPromote is tried, at most O(attempts) in all. A failed attempt after which production
     equals staging means nothing was left to promote."
