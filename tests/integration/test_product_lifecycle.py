@@ -137,7 +137,10 @@ def test_removing_operations_converges_in_one_run(lab_env, porta):
     assert watch.failed_messages == [], watch.failed_messages
     assert (frozenset(ALL_OPS), frozenset(kept)) in watch.specs, watch.specs
     assert watch.specs[-1] == (frozenset(kept), frozenset(kept)), watch.specs
-    assert elapsed < 90, f"one run took {elapsed:.0f}s"
+    # One run, and no wait that ran into maas_wait_timeout (300 s). On 2 loaded cores with the real
+    # operator's per-object backoff this run took 35 s to 122 s (fresh-clone runs of stop 25), so the
+    # bound is no tighter than that.
+    assert elapsed < 200, f"one run took {elapsed:.0f}s"
     product = kubectl_json(lab_env, "get", "products.capabilities.3scale.net", name)
     synced = {c["type"]: c["status"] for c in product["status"]["conditions"]}
     assert synced.get("Synced") == "True" and synced.get("Failed") != "True", product["status"]
