@@ -216,6 +216,8 @@ from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import Request
 
+from ansible_collections.maas.threescale.plugins.module_utils.threescale_api import USER_AGENT
+
 PATHS = {
     "models": ("GET", "/v1/models"),
     "health": ("GET", "/health"),
@@ -225,7 +227,6 @@ PATHS = {
     "tokenize": ("POST", "/tokenize"),
 }
 GENERATING = ("completions", "chat/completions")
-USER_AGENT = "maas.threescale-ansible-collection"
 
 
 def request_body(operation, model_id, prompt, max_tokens):
