@@ -4,8 +4,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: Apache-2.0 OR GPL-3.0-or-later
 """The Kubernetes API answers worth another try, as the regular expression the playbooks and roles
-test a failed kubernetes.core task's message with (``until: r is succeeded or r.msg is not
-search(pattern)``). Built from the statuses the collection's own Kubernetes transport retries
+test a failed kubernetes.core task's message with (the k8s_settled test, ``until: r is
+maas.threescale.k8s_settled``). Built from the statuses the collection's own Kubernetes transport retries
 (module_utils/k8s_status.py TRANSIENT_STATUS), so the list exists once. Documented in
 plugins/filter/k8s_retry_pattern.yml."""
 

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as _o
 
 
@@ -71,8 +72,8 @@ def k8s_apply_results(registered):
     return _o.k8s_apply_results(_plain(registered))
 
 
-def k8s_apply_retryable(result, pattern):
-    return _o.k8s_apply_retryable(_plain(result), pattern)
+def k8s_apply_retryable(result, pattern=None):
+    return _o.k8s_apply_retryable(_plain(result), pattern or k8s_retry_pattern())
 
 
 def k8s_apply_refusals(definitions, results, namespace, label="maas.threescale/model"):

@@ -18,6 +18,8 @@ import json
 import re
 import shlex
 
+from ansible_collections.maas.threescale.plugins.module_utils.spreadsheet import spreadsheet_cell
+
 TLS_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL")
 SMOKE_PROMPT = {"prompt": "San Francisco is a", "max_tokens": 15, "temperature": 0}
 
@@ -295,18 +297,6 @@ def usage_rows(results):
                              "account": str(acc.get("name") or acc.get("id")), "operation": op,
                              "calls": int((acc.get("methods") or {}).get(op) or 0)})
     return rows
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_cell(value):
-    """A value as a spreadsheet shows it, never as a formula: text starting with = + - @ tab or CR gets
-    a leading apostrophe (OWASP "CSV injection"); numbers stay numbers."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def usage_csv(rows, period=None):

@@ -58,6 +58,21 @@ def test_bootstrap_refuses_a_short_password_before_any_request(lab_env, porta, t
     assert not creds.exists()
 
 
+def test_bootstrap_refuses_an_unrelated_file_at_the_credentials_path_before_any_write(lab_env, porta, tmp_path):
+    """Issue 19: a file this collection did not write is neither overwritten nor read for passwords,
+    and the run stops before any account is created (whose generated passwords would be lost)."""
+    creds = tmp_path / "creds.csv"
+    creds.write_text("name,notes\nimportant,do not lose\n")
+    porta.reset_stats()
+    proc, _creds = bootstrap(lab_env, tmp_path, 2)
+    counts = porta.collection_counts()
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, out[-3000:]
+    assert "is not a workshop credentials file written by this collection" in out and "Move it aside" in out
+    assert not [k for k in counts if not k.startswith("GET")], counts  # no write
+    assert creds.read_text() == "name,notes\nimportant,do not lose\n"
+
+
 def test_account_lookup_all_digit_username(play, porta):
     """A username that is all digits (porta's RE_LOGIN_OK allows it) is not read as an account id."""
     other = porta.find("user2")["id"]

@@ -135,18 +135,17 @@ def assert_converged(lab_env, name: str, accounts: list[str]) -> dict:
 
 
 def test_kubernetes_errors_retried_and_validation_errors_not(lab, lab_env, tmp_path):
-    """The retry predicate of the roles (roles/maas_product/vars/main.yml) on kubernetes.core's real
+    """The retry predicate of the roles (the maas.threescale.k8s_settled test) on kubernetes.core's real
     failures: an injected 500 / 429 / 503 / dropped connection on a create is retried and succeeds on
     the next try; a 422 (invalid name) fails at once, after one try."""
     pb = tmp_path / "retry.yml"
     apply = {"state": "present", "apply": True,
              "definition": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ cm }}", "namespace": "3scale"}}}
-    until = "r is succeeded or r.msg | default('') is not search(__maas_product_k8s_transient)"
+    until = "r is maas.threescale.k8s_settled"
     tasks = [{"name": "Apply", "kubernetes.core.k8s": apply, "register": "r", "retries": 3, "delay": 1,
               "ignore_errors": True, "until": until},
              {"name": "Show", "ansible.builtin.debug": {"msg": "ATTEMPTS={{ r.attempts }} FAILED={{ r is failed }}"}}]
-    pb.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks,
-                               "vars_files": [str(REPO / "roles/maas_product/vars/main.yml")]}]))
+    pb.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
     seen = []
     for case, switches in [("500", ["error_rate=1", "error_status=500"]), ("429", ["error_rate=1", "error_status=429"]),
                            ("503", ["error_rate=1", "error_status=503"]), ("drop", ["drop_rate=1"]),

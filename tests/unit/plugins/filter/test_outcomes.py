@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.maas.threescale.plugins.filter.outcomes import FilterModule
 from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as o
+from ansible_collections.maas.threescale.plugins.module_utils.spreadsheet import spreadsheet_cell
 
 F = FilterModule().filters()
 
@@ -181,7 +182,7 @@ def test_usage_rows_and_a_csv_no_spreadsheet_runs():
     assert parsed[0]["account"] == "'" + '=HYPERLINK("http://evil","x")' and parsed[0]["calls"] == "3"
     assert parsed[2] == {"model": "m", "account": "8", "operation": "completions", "calls": "2",
                          "since": "2026-12-01", "until": "2026-12-07"}
-    assert [o.spreadsheet_cell(v) for v in ("+1", "-x", "@a", "\tt", "ok", 5)] == ["'+1", "'-x", "'@a", "'\tt", "ok", 5]
+    assert [spreadsheet_cell(v) for v in ("+1", "-x", "@a", "\tt", "ok", 5)] == ["'+1", "'-x", "'@a", "'\tt", "ok", 5]
 
 
 def test_managed_product_targets_keys_and_refs():
