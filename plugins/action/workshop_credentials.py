@@ -26,7 +26,7 @@ ARGUMENT_SPEC = dict(
     password=dict(type="str", default="", no_log=True),
     password_length=dict(type="int", default=24, no_log=False),
     models=dict(type="list", elements="dict"),
-    created=dict(type="list", elements="str", default=[]),
+    created=dict(type="list", elements="raw", default=[]),
     chosen=dict(type="dict", default={}, no_log=True),
 )
 

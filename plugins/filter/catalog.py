@@ -33,15 +33,25 @@ def model_catalog_input(models, single=None):
     return _catalog.select_input(models, dict(single or {}))
 
 
-def model_catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=None):
+def model_catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=None, accounts=None):
     """Normalised models and the problems found: {'models': [...], 'errors': [...]}."""
     return _catalog.catalog(_models(models, "model_catalog"), operations=operations, auth_mode=auth_mode,
-                            limits=limits, openapi_url=openapi_url)
+                            limits=limits, openapi_url=openapi_url, accounts=accounts)
+
+
+def offboard_catalog(models, single=None):
+    """The models to offboard, names checked: {'models': [...], 'errors': [...]}."""
+    return _catalog.offboard_catalog(models, dict(single or {}))
 
 
 def model_product_specs(models):
     """The keys of each model that the maas_product role takes."""
     return [_catalog.product_spec(m) for m in _models(models, "model_product_specs")]
+
+
+def smoke_test_operation(operations):
+    """The operation a smoke test calls: completions, else chat, else embeddings, else tokenize."""
+    return _catalog.smoke_test_operation(operations)
 
 
 def model_operations(_value=None):
@@ -55,6 +65,11 @@ def inference_service_models(isvcs, accounts=None):
         return [_catalog.inference_service_model(dict(i), accounts) for i in _models(isvcs, "inference_service_models")]
     except ValueError as exc:
         raise AnsibleFilterError(str(exc))
+
+
+def discovered_models(listings, accounts=None):
+    """The models of the InferenceServices k8s_info listed; those not Ready or unreadable set aside."""
+    return _catalog.discovered_models([dict(r) for r in listings or []], accounts)
 
 
 def product_resources(models, settings, products=None, current=None):
@@ -71,6 +86,11 @@ def product_resources(models, settings, products=None, current=None):
                                  " activedoc_published and provider_account_ref)" % exc)
 
 
+def stale_openapi_secrets(secrets, items, namespace):
+    """References of the OpenAPI Secrets no ActiveDoc of these models uses any more."""
+    return _catalog.stale_openapi_secrets(list(secrets or []), list(items or []), namespace)
+
+
 def promote_requests(items, attempt, settings):
     """One ProxyConfigPromote per model item for a promotion attempt, with its cr_wait reference."""
     return _catalog.promote_requests(_models(items, "promote_requests"), attempt, dict(settings))
@@ -81,9 +101,13 @@ class FilterModule(object):
         return {
             "model_catalog_input": model_catalog_input,
             "model_catalog": model_catalog,
+            "offboard_catalog": offboard_catalog,
             "model_product_specs": model_product_specs,
             "model_operations": model_operations,
+            "smoke_test_operation": smoke_test_operation,
             "inference_service_models": inference_service_models,
+            "discovered_models": discovered_models,
             "product_resources": product_resources,
             "promote_requests": promote_requests,
+            "stale_openapi_secrets": stale_openapi_secrets,
         }

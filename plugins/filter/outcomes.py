@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as _o
 
@@ -25,7 +27,11 @@ def _plain(value):
 
 
 def k8s_access_problem(failed, namespace, host=None):
-    return _o.k8s_access_problem(_plain(failed), namespace, host)
+    # No host given (or omitted, as ansible-core before 2.19 passes it): the one kubernetes.core takes from
+    # the environment, if any (else the kubeconfig's).
+    if isinstance(host, str) and host.startswith("__omit_place_holder__"):
+        host = None
+    return _o.k8s_access_problem(_plain(failed), namespace, host or os.environ.get("K8S_AUTH_HOST") or None)
 
 
 def admin_access_problem(failed, admin_url, namespace):
@@ -60,12 +66,12 @@ def lease_problem(lease, namespace, timeout):
     return _o.lease_problem(_plain(lease), namespace, timeout)
 
 
-def smoke_test_result(response, models, operation, endpoint, model_id):
+def smoke_test_result(response, models, operation=None, endpoint=None, model_id=None):
     return _o.smoke_test_result(_plain(response), _plain(models), operation, endpoint, model_id)
 
 
-def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms=2000):
-    return _o.verify_result(_plain(target), _plain(product), status, latency_ms, bool(check_mode), slow_ms)
+def verify_result(target, product, status, latency_ms=0, check_mode=False, slow_ms=2000):
+    return _o.verify_result(_plain(target), _plain(product), _plain(status), latency_ms, bool(check_mode), slow_ms)
 
 
 def k8s_apply_results(registered):
@@ -84,6 +90,10 @@ def usage_products(given, product_crs):
     return _o.usage_products(_plain(given), _plain(product_crs))
 
 
+def usage_window(period=None, since=None, until=None, granularity=None):
+    return _o.usage_window(period, since, until, granularity)
+
+
 def usage_rows(results):
     return _o.usage_rows(_plain(results))
 
@@ -96,8 +106,32 @@ def prune_targets(crs):
     return _o.prune_targets(_plain(crs))
 
 
+def onboard_record(published, applications, smoke_test=None, smoke_enabled=True):
+    return _o.onboard_record(_plain(published), _plain(applications), _plain(smoke_test), smoke_enabled)
+
+
+def access_preview(published, accounts):
+    return _o.access_preview(_plain(published), _plain(accounts))
+
+
+def onboard_failures(failed, total, note=""):
+    return _o.onboard_failures(_plain(failed), total, note)
+
+
+def prune_plan(crs, models, allow_empty=False):
+    return _o.prune_plan(_plain(crs), _plain(models), bool(allow_empty))
+
+
 def verify_targets(crs):
     return _o.verify_targets(_plain(crs))
+
+
+def existing_accounts(accounts, account_result, check_mode=False):
+    return _o.existing_accounts(_plain(accounts), _plain(account_result), check_mode)
+
+
+def verify_report(results, cluster):
+    return _o.verify_report(_plain(results), cluster)
 
 
 def application_keys(applications):
@@ -106,6 +140,18 @@ def application_keys(applications):
 
 def object_refs(names, kind, namespace, api_version="v1"):
     return _o.object_refs(_plain(names), kind, namespace, api_version)
+
+
+def lease_holder(stable=None):
+    return _o.lease_holder(stable)
+
+
+def custom_policy_problem(models, cpds, namespace):
+    return _o.custom_policy_problem(_plain(models), _plain(cpds), namespace)
+
+
+def offboard_objects(pcps, secrets, name, namespace):
+    return _o.offboard_objects(_plain(pcps), _plain(secrets), name, namespace)
 
 
 class FilterModule(object):
@@ -118,18 +164,28 @@ class FilterModule(object):
             "account_specs": account_specs,
             "onboard_report": onboard_report,
             "onboard_summary": onboard_summary,
+            "onboard_record": onboard_record,
+            "onboard_failures": onboard_failures,
+            "access_preview": access_preview,
             "smoke_test_result": smoke_test_result,
             "lease_summary": lease_summary,
             "lease_problem": lease_problem,
+            "lease_holder": lease_holder,
             "verify_result": verify_result,
+            "verify_report": verify_report,
             "k8s_apply_results": k8s_apply_results,
             "k8s_apply_retryable": k8s_apply_retryable,
             "k8s_apply_refusals": k8s_apply_refusals,
             "usage_products": usage_products,
             "usage_rows": usage_rows,
+            "usage_window": usage_window,
             "usage_csv": usage_csv,
             "prune_targets": prune_targets,
+            "prune_plan": prune_plan,
             "verify_targets": verify_targets,
             "application_keys": application_keys,
+            "existing_accounts": existing_accounts,
             "object_refs": object_refs,
+            "offboard_objects": offboard_objects,
+            "custom_policy_problem": custom_policy_problem,
         }

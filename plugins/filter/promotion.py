@@ -36,8 +36,8 @@ def promoted_annotations(models, promoted, settings, check_mode=False):
     return _p.promoted_annotations(_plain(models), _plain(promoted), _plain(settings), bool(check_mode))
 
 
-def promoted_state(models, seen, annotation):
-    return _p.promoted_state(_plain(models), _plain(seen), annotation)
+def promoted_state(models, seen, annotation=None):
+    return _p.promoted_state(_plain(models), _plain(seen), annotation or _p.PROMOTED_ANNOTATION)
 
 
 def production_behind(models, infos):

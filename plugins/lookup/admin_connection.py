@@ -126,7 +126,11 @@ def resolve(options, environ, read_secret):
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=dict((k, v) for k, v in kwargs.items() if v is not None))
+        # A value left out with default(omit) (the playbooks' module_defaults dict, given here too): ansible-core
+        # 2.19 drops the key, earlier versions pass the omit placeholder, dropped here.
+        omit = (variables or {}).get("omit")
+        self.set_options(var_options=variables, direct=dict(
+            (k, v) for k, v in kwargs.items() if v is not None and not (omit and isinstance(v, str) and v == omit)))
         options = dict((name, self.get_option(name)) for name in ("admin_url", "access_token", "ca_path", "namespace"))
         conn = []
 

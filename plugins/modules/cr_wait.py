@@ -108,7 +108,7 @@ attributes:
       - maas.threescale.k8s
 notes:
   - The connection options are those of kubernetes.core (same names, same environment variables);
-    set them for both with C(module_defaults) of C(group/kubernetes.core.k8s) and C(group/maas.threescale.k8s).
+    set them for both with C(module_defaults) of C(group/maas.threescale.k8s), which extends C(group/kubernetes.core.k8s).
 seealso:
   - module: kubernetes.core.k8s_info
 """

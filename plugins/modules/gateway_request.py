@@ -140,6 +140,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+endpoint:
+  description: The gateway's base URL, as given (O(endpoint)).
+  returned: always
+  type: str
+operation:
+  description: The operation called (O(operation)).
+  returned: always
+  type: str
+  sample: completions
+model_id:
+  description: The model id sent (O(model_id)); empty for a request without one.
+  returned: always
+  type: str
 url:
   description: The URL called (it never carries the key).
   returned: always
@@ -330,7 +343,8 @@ def run(module, gateway, clock=time.monotonic, sleep=time.sleep):
     operation = p["operation"]
     method, path = PATHS[operation]
     url = p["endpoint"].rstrip("/") + path
-    result = dict(changed=False, url=url, method=method)
+    result = dict(changed=False, url=url, method=method, endpoint=p["endpoint"], operation=operation,
+                  model_id=p["model_id"] or "")
     if method == "POST" and not p["model_id"]:
         module.fail_json(msg="model_id is required for operation %s: give the model's served name, e.g. "
                              "tinyllama/tinyllama-1.1b-chat-v1.0" % operation, **result)

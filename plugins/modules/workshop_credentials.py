@@ -61,9 +61,12 @@ options:
     type: list
     elements: dict
   created:
-    description: The users whose account this run created, so whose password is the one chosen here.
+    description:
+      - The users whose account this run created, so whose password is the one chosen here - usernames, or the
+        RV(maas.threescale.threescale_account#module:accounts) result of M(maas.threescale.threescale_account)
+        (the entries whose C(action) is C(created)).
     type: list
-    elements: str
+    elements: raw
     default: []
   chosen:
     description: The passwords RV(passwords) returned before the accounts were created (when writing).

@@ -34,6 +34,8 @@ OPERATIONS = (
     {"method": "POST", "path": "/v1/embeddings", "system_name": "embeddings", "friendly_name": "Embeddings"},
 )
 OPERATION_NAMES = tuple(op["system_name"] for op in OPERATIONS)
+# What a smoke test calls, the first of these a model exposes: the workshop's completion when it can be.
+SMOKE_TEST_ORDER = ("completions", "chat/completions", "embeddings", "tokenize")
 AUTH_MODES = ("authorization", "headers_remove_bearer")
 # The keys of a model the maas_product role takes (its argument spec of maas_product_models).
 PRODUCT_KEYS = ("name", "system_name", "display_name", "description", "endpoint", "model_id", "auth_mode",
@@ -56,6 +58,12 @@ SERVED_MODEL_NAME = "--served-model-name"
 def _text(value):
     """A scalar as stripped text; None is empty."""
     return "" if value is None else str(value).strip()
+
+
+def smoke_test_operation(operations):
+    """The operation a smoke test calls for a model exposing ``operations`` ("" when none can be)."""
+    chosen = split_list(operations)
+    return next((op for op in SMOKE_TEST_ORDER if op in chosen), "")
 
 
 def split_list(value):
@@ -144,11 +152,14 @@ def problems(model):
     return found
 
 
-def catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=None):
+def catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=None, accounts=None):
     """Normalise and check a list of models: ``{'models': [...], 'errors': [...]}``. Each error is
     a whole message naming the model, the field and the fix; nothing is raised so that the caller
-    can fail with every message at once before it changes anything."""
-    result = [normalise(m, operations, auth_mode, limits, openapi_url) for m in models or []]
+    can fail with every message at once before it changes anything. ``accounts``, when not empty,
+    replaces every model's accounts (a workshop's users)."""
+    accounts = split_list(accounts)
+    result = [normalise(dict(m, accounts=accounts) if accounts else m, operations, auth_mode, limits, openapi_url)
+              for m in models or []]
     errors = []
     for model in result:
         found = problems(model)
@@ -158,6 +169,26 @@ def catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=No
     if len(set(names)) != len(names):
         errors.append("name: every model needs its own name, nothing was changed (names given: %s)."
                       " Fix: remove or rename the repeated entries." % ", ".join(names))
+    return {"models": result, "errors": errors}
+
+
+def offboard_catalog(models, single=None):
+    """The models to offboard (the list, else the single-model form): name, system_name, display_name
+    and accounts, each name checked as onboarding checked it; ``{'models': [...], 'errors': [...]}``."""
+    chosen = select_input(models, single)
+    if not isinstance(chosen, list) or not all(isinstance(m, dict) for m in chosen):
+        return {"models": [], "errors": ["maas_models: expected a list of models (dicts with a name), nothing was changed."]}
+    result, errors = [], []
+    for model in chosen:
+        name = _text(model.get("name"))
+        result.append({"name": name, "system_name": _text(model.get("system_name")),
+                       "display_name": _text(model.get("display_name")) or name, "accounts": split_list(model.get("accounts"))})
+        if not NAME_RE.fullmatch(name) or len(name) > NAME_MAX:
+            errors.append("name %r: give the DNS-1123 name the model was onboarded with (maas_model_name or "
+                          "maas_models[].name), nothing was changed." % name)
+    if not result:
+        errors.append("Nothing to offboard, nothing was changed: set maas_model_name (or maas_models[].name) to the "
+                      "DNS-1123 name given at onboarding.")
     return {"models": result, "errors": errors}
 
 
@@ -217,6 +248,34 @@ def inference_service_model(isvc, accounts=None):
     reasons = [c.get("message", "") for c in ready_conditions] + ["no Ready condition"]
     return {"ready": ready, "namespace": metadata.get("namespace", ""), "reason": reasons[0], "source": source,
             "model": model}
+
+
+def discovered_models(listings, accounts=None):
+    """The models of the InferenceServices a discovery listed (k8s_info results, one per namespace):
+    ``{'models', 'discovered', 'skipped', 'report'}``. An InferenceService that is not Ready, or whose
+    annotations cannot be read, is set aside with its name and the reason (``report``, one line);
+    the others go on."""
+    isvcs = [i for listing in listings or [] for i in (listing or {}).get("resources") or []]
+    isvcs.sort(key=lambda i: ((i.get("metadata") or {}).get("namespace") or "", (i.get("metadata") or {}).get("name") or ""))
+    models, discovered, not_ready, invalid = [], [], [], []
+    for isvc in isvcs:
+        try:
+            found = inference_service_model(isvc, accounts)
+        except ValueError as exc:
+            invalid.append(((isvc.get("metadata") or {}).get("name") or "", str(exc)))
+            continue
+        if found["ready"]:
+            models.append(found["model"])
+            discovered.append(found["model"]["name"])
+        else:
+            not_ready.append((found["model"]["name"], "%s: %s" % (found["source"], found["reason"])))
+    report = []
+    if not_ready:
+        report.append("Skipped, not Ready: " + "; ".join(r for _n, r in not_ready))
+    if invalid:
+        report.append("Skipped, unreadable annotations: " + "; ".join(r for _n, r in invalid))
+    return {"models": models, "discovered": discovered, "skipped": [n for n, _r in not_ready + invalid],
+            "report": " ".join(report)}
 
 
 # --- custom resources as data ----------------------------------------------------------------
@@ -448,6 +507,19 @@ def product_resources(model, settings, exists=False, current=None):
         "config_hash": _digest([backend_cr, product_cr], "sha1"),
         "waits": refs,
     }
+
+
+def stale_openapi_secrets(secrets, items, namespace):
+    """References of the OpenAPI Secrets of these models (``<name>-openapi`` of v1.0, ``<name>-openapi-<hash>``)
+    that no ActiveDoc references any more: every one but the Secret each item's ActiveDoc now uses."""
+    names = [i.get("name") for i in items or []]
+    if not names:
+        return []
+    pattern = re.compile("(%s)-openapi(-[0-9a-f]+)?" % "|".join(re.escape(n) for n in names))
+    current = set(((i.get("secret") or {}).get("metadata") or {}).get("name") for i in items or [])
+    stale = sorted(n for n in ((s.get("metadata") or {}).get("name") for s in secrets or [])
+                   if n and pattern.fullmatch(n) and n not in current)
+    return [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n, "namespace": namespace}} for n in stale]
 
 
 def promote_requests(items, attempt, settings):

@@ -138,13 +138,25 @@ def plan(path, users, password="", length=24):
             "rows": len(rows), "changed": False}
 
 
+def created_users(created):
+    """Usernames from a list of usernames, or from threescale_account's ``accounts`` result (those it created)."""
+    out = []
+    for entry in created or []:
+        if isinstance(entry, dict):
+            if entry.get("action") == "created" and entry.get("username"):
+                out.append(entry["username"])
+        elif entry:
+            out.append(str(entry))
+    return out
+
+
 def update(path, users, models, chosen, created, check_mode=False, mode=0o600):
     """After the onboarding: write the rows. A password is written for an account this run created
     (chosen[user]) or one the file recorded before; the others' passwords are not known (unknown)."""
     old = read_rows(path)
     check_writable(path)
     known = recorded_passwords(old)
-    known.update((user, chosen[user]) for user in created or [] if chosen.get(user))
+    known.update((user, chosen[user]) for user in created_users(created) if chosen.get(user))
     rows = build_rows(users, models, known)
     content = render(rows)
     exists = os.path.exists(path)

@@ -148,6 +148,32 @@ def completion_curl(endpoint, model_id, key="<API_KEY>"):
                      "-H", shlex.quote("Authorization: Bearer %s" % key), "-d", shlex.quote(body)])
 
 
+def onboard_record(published, applications, smoke_test=None, smoke_enabled=True):
+    """What the run keeps of one published model after its access phase: the maas_product result with
+    its applications (keys included, for the summary and the credentials file) and the smoke test's
+    result when one ran."""
+    record = dict(published or {})
+    record["applications"] = list(applications or [])
+    record["smoke_test"] = dict(smoke_test or {}) if smoke_enabled and record["applications"] else {}
+    return record
+
+
+def access_preview(published, accounts):
+    """What a real run would do for a model check mode cannot give access to (its product does not exist yet)."""
+    return ("Check mode: product %s does not exist yet; a real run would subscribe %s to it and create one application "
+            "per account, then promote the configuration to production."
+            % ((published or {}).get("system_name"), ", ".join(accounts or []) or "no account"))
+
+
+def onboard_failures(failed, total, note=""):
+    """The end of a run that set models aside: how many, and each with its message ("" when none)."""
+    failed = failed or []
+    if not failed:
+        return ""
+    return "%d of %d model(s) could not be onboarded (the others were%s): %s" % (
+        len(failed), total, note, " | ".join("%s: %s" % (f.get("name"), f.get("message")) for f in failed))
+
+
 def onboard_summary(onboarded, show_keys=False):
     """The run's summary for a person: per model its product, endpoint, accounts, smoke test and a
     curl to try (with the first key only when show_keys)."""
@@ -196,12 +222,14 @@ def gateway_verdict(status, latency_ms, exists=True, path="/", check_mode=False,
     return summary, detail
 
 
-def smoke_test_result(response, models, operation, endpoint, model_id):
+def smoke_test_result(response, models, operation=None, endpoint=None, model_id=None):
     """What the smoke test publishes (maas_smoke_test_result) from the gateway_request results of the
     checked operation and of the model list (skipped when the product does not map it). The gateway's
-    readiness wait happens in the first call made, so its attempts are the ones reported."""
+    readiness wait happens in the first call made, so its attempts are the ones reported. The call's
+    endpoint, operation and model id are the ones gateway_request returns, unless given."""
     response, models = response or {}, models or {}
-    out = {"endpoint": endpoint, "model_id": model_id, "operation": operation}
+    out = {"endpoint": endpoint or response.get("endpoint"), "model_id": model_id or response.get("model_id"),
+           "operation": operation or response.get("operation")}
     if response.get("skipped_reason"):
         out["skipped"] = "check mode"
         return out
@@ -214,9 +242,13 @@ def smoke_test_result(response, models, operation, endpoint, model_id):
     return out
 
 
-def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms=2000):
-    """One line of the health report: the model, its endpoint, the verdict and the timing."""
+def verify_result(target, product, status, latency_ms=0, check_mode=False, slow_ms=2000):
+    """One line of the health report: the model, its endpoint, the verdict and the timing. ``status``
+    is the HTTP status, or the gateway_request result itself (its status and latency_ms; a skipped
+    call has neither: no answer)."""
     product = product or {}
+    if isinstance(status, dict):
+        status, latency_ms = status.get("status"), status.get("latency_ms") or 0
     status = int(status if status is not None else -1)
     summary, detail = gateway_verdict(status, latency_ms, product.get("exists", False), target.get("path"),
                                       check_mode, slow_ms)
@@ -224,6 +256,16 @@ def verify_result(target, product, status, latency_ms, check_mode=False, slow_ms
             "path": target.get("path"), "status": summary, "detail": detail, "http_status": status,
             "latency_ms": int(latency_ms),
             "line": "%s: %s (HTTP %s, %s ms)" % (target.get("name"), detail, status, int(latency_ms))}
+
+
+def verify_report(results, cluster):
+    """The health check's outcome: ``lines`` for a person, ``file`` for the report file (no key, no
+    line), ``problem`` naming every model that is neither OK nor slow ("" when none)."""
+    results = list(results or [])
+    bad = [r for r in results if r.get("status") not in ("OK", "slow")]
+    return {"lines": [r.get("line") for r in results] or ["No product is managed by maas.threescale here."],
+            "file": {"cluster": cluster, "models": [dict((k, v) for k, v in r.items() if k != "line") for r in results]},
+            "problem": ("%d model(s) not answering: %s" % (len(bad), "; ".join(r.get("line") for r in bad))) if bad else ""}
 
 
 # ---------------------------------------------------------------------------------------- kubernetes.core.k8s
@@ -269,6 +311,14 @@ def k8s_apply_refusals(definitions, results, namespace, label="maas.threescale/m
 
 
 # ---------------------------------------------------------------------------------------- usage_report
+def usage_window(period=None, since=None, until=None, granularity=None):
+    """The threescale_usage_info period options of the usage report (empty means not given): a start
+    date (an AAP survey's) wins over the predefined period, and the granularity goes with it."""
+    period, since, until, granularity = (str(v or "").strip() for v in (period, since, until, granularity))
+    return {"period": None if since else (period or None), "since": since or None, "to": until or None,
+            "granularity": (granularity or None) if since else None}
+
+
 def usage_products(given, product_crs):
     """The products to report: those given (a list, or "a,b" from an AAP survey), else the system name
     of every Product CR the collection manages, sorted, once each."""
@@ -321,9 +371,27 @@ def _sorted_crs(crs):
 
 
 def prune_targets(crs):
-    """The models of Product CRs to offboard (playbooks/tasks/prune.yml): name, system_name, display_name."""
+    """The models of Product CRs to offboard (playbooks/tasks/prune.yml): name, system_name, display_name
+    (the CR's name when the Product has none)."""
     return [{"name": (c.get("metadata") or {}).get("name"), "system_name": (c.get("spec") or {}).get("systemName") or "",
-             "display_name": (c.get("spec") or {}).get("name") or "", "accounts": []} for c in crs or []]
+             "display_name": (c.get("spec") or {}).get("name") or (c.get("metadata") or {}).get("name"), "accounts": []}
+            for c in crs or []]
+
+
+def prune_plan(crs, models, allow_empty=False):
+    """What maas_prune offboards: the Product CRs this collection created whose model is no longer in the
+    catalog (``models``, as prune_targets gives them, in name order), and ``problem`` when the catalog is
+    empty and pruning would offboard every model without ``allow_empty`` (then nothing is removed)."""
+    keep = set(m.get("name") for m in models or [])
+    gone = prune_targets(c for c in _sorted_crs(crs) if (c.get("metadata") or {}).get("name") not in keep)
+    problem = ""
+    if not keep and gone and not allow_empty:
+        problem = ("maas_prune: the catalog is empty (no maas_models and no discovered InferenceService), so every model "
+                   "would be offboarded (%s); nothing was removed. Check maas_discover_namespaces and "
+                   "maas_discover_label_selector, or set maas_prune_allow_empty true to really do it."
+                   % ", ".join(m["name"] for m in gone))
+        gone = []
+    return {"models": gone, "problem": problem}
 
 
 def verify_targets(crs):
@@ -340,6 +408,19 @@ def verify_targets(crs):
     return out
 
 
+def existing_accounts(accounts, account_result, check_mode=False):
+    """The accounts the access steps can use: in check mode, those threescale_account only pretended
+    to create (action created) are left out, by username or email; otherwise every account."""
+    accounts = list(accounts or [])
+    if not check_mode:
+        return accounts
+    new = set()
+    for entry in (account_result or {}).get("accounts") or []:
+        if entry.get("action") == "created":
+            new.update(v for v in (entry.get("username"), entry.get("email")) if v)
+    return [a for a in accounts if a not in new]
+
+
 def application_keys(applications):
     """The account, application id and key of each application (maas_access_applications)."""
     return [{"account": a.get("account"), "application_id": a.get("application_id"), "user_key": a.get("user_key")}
@@ -349,6 +430,33 @@ def application_keys(applications):
 def object_refs(names, kind, namespace, api_version="v1"):
     """References (apiVersion, kind, metadata) of named objects, e.g. to delete them."""
     return [{"apiVersion": api_version, "kind": kind, "metadata": {"name": n, "namespace": namespace}} for n in names or []]
+
+
+def custom_policy_problem(models, cpds, namespace, policy="remove-bearer", auth_mode="headers_remove_bearer"):
+    """Why APIcast could not load the custom policy the models' auth mode needs ("" when a
+    CustomPolicyDefinition of that name exists, or no model needs it)."""
+    needing = [m.get("name") for m in models or [] if m.get("auth_mode") == auth_mode]
+    found = [(c.get("spec") or {}).get("name") for c in cpds or []]
+    if not needing or policy in found:
+        return ""
+    return ("auth_mode '%s' (models %s) needs the workshop's custom %s policy (CustomPolicyDefinition plus APIManager "
+            "customPolicies); none found in namespace %s. Use auth_mode 'authorization' (no custom policy), or set "
+            "maas_product_check_custom_policy false if the policy is installed another way."
+            % (auth_mode, ", ".join(needing), policy, namespace))
+
+
+def offboard_objects(pcps, secrets, name, namespace, api_version="capabilities.3scale.net/v1beta1"):
+    """What offboarding a model deletes, in the order it must go: ``crs`` - its ProxyConfigPromotes
+    (normally none, they delete themselves), the ActiveDoc (it references the Product), the Product (it
+    references the Backend, whose finalizer cannot delete a backend a product still uses), the Backend -
+    then ``secrets``, its OpenAPI Secrets (named after each document's hash)."""
+    secret_re = re.compile(r"%s-openapi(-[0-9a-f]+)?" % re.escape(name))
+    left = sorted((p.get("metadata") or {}).get("name") for p in pcps or []
+                  if (p.get("spec") or {}).get("productCRName") == name)
+    docs = sorted(n for n in ((s.get("metadata") or {}).get("name") for s in secrets or []) if n and secret_re.fullmatch(n))
+    return {"crs": (object_refs(left, "ProxyConfigPromote", namespace, api_version)
+                    + [r for kind in ("ActiveDoc", "Product", "Backend") for r in object_refs([name], kind, namespace, api_version)]),
+            "secrets": object_refs(docs, "Secret", namespace)}
 
 
 # ---------------------------------------------------------------------------------------- k8s_lease
@@ -364,6 +472,19 @@ def lease_summary(lease):
         if float(one.get("waited") or 0) > 0 and one.get("holder_seen") not in seen:
             seen.append(one.get("holder_seen"))
     return "Holding %s after waiting %s s for %s" % (held, lease.get("waited"), ", ".join(str(h) for h in seen))
+
+
+def lease_holder(stable=None, hostname=None):
+    """The holder identity of this run's Leases: maas.threescale/<stable> when the operator gives one
+    (maas_lock_holder, e.g. an AAP job template id: a re-run after a kill -9 then takes its own Lease
+    over at once), else maas.threescale/<host>/<12 random characters>, so that two runs never share it."""
+    import secrets
+    import socket
+    import string
+    if stable not in (None, ""):
+        return "maas.threescale/%s" % stable
+    alphabet = string.ascii_lowercase + string.digits
+    return "maas.threescale/%s/%s" % (hostname or socket.gethostname(), "".join(secrets.choice(alphabet) for _i in range(12)))
 
 
 def lease_problem(lease, namespace, timeout):

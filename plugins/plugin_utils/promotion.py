@@ -36,6 +36,8 @@ from ansible_collections.maas.threescale.plugins.plugin_utils.catalog import pro
 from ansible_collections.maas.threescale.plugins.plugin_utils.outcomes import k8s_apply_refusals
 
 UNREADY = ("failed", "timeout")
+# The Product annotation that records the config hash last promoted to production.
+PROMOTED_ANNOTATION = "maas.threescale/promoted-config"
 
 
 def _by(items, key):
@@ -113,11 +115,11 @@ def promoted_annotations(models, promoted, settings, check_mode=False):
         out.append({"apiVersion": settings["api_version"], "kind": "Product",
                     "metadata": {"name": m["name"], "namespace": settings["namespace"],
                                  "labels": {"maas.threescale/model": m["name"]},
-                                 "annotations": {settings["annotation"]: m.get("config_hash")}}})
+                                 "annotations": {settings.get("annotation") or PROMOTED_ANNOTATION: m.get("config_hash")}}})
     return out
 
 
-def promoted_state(models, seen, annotation):
+def promoted_state(models, seen, annotation=PROMOTED_ANNOTATION):
     """Per model name, ``{'promoted_config': hash}`` from its Product as last seen: a cr_wait result
     (``name``, ``annotations``) or, in check mode, the dry-run object (``metadata``)."""
     by_name = {}

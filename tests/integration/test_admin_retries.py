@@ -14,7 +14,7 @@ import pytest
 
 from dryrun_helpers import playbook
 
-# The first admin API read of every playbook: tasks/connect.yml's product lookup (not the operator's).
+# The first admin API read of every playbook: the maas_connect role's product lookup (not the operator's).
 FIRST_READ = ["error_rate=1", "error_status=503", 'verbs=["GET"]', r"path_regex=^/admin/api/services\.json$",
               "exclude_operator=true", "max_count=1"]
 

@@ -143,3 +143,11 @@ def test_the_action_hides_only_the_result_with_passwords(tmp_path, monkeypatch):
     (tmp_path / "other.csv").write_text("a,b\n")
     refused = run({"path": str(tmp_path / "other.csv"), "users": USERS})
     assert refused["failed"] and "_ansible_no_log" not in refused and "Move it aside" in refused["msg"]
+
+
+def test_created_users_from_names_or_the_account_modules_result(tmp_path):
+    result = [{"username": "user1", "action": "none"}, {"username": "user2", "action": "created"}]
+    assert C.created_users(result) == ["user2"] and C.created_users(["user3", ""]) == ["user3"]
+    path = tmp_path / "c.csv"
+    C.update(str(path), ["user1", "user2"], [model(users=("user1", "user2"))], {"user1": "a" * 24, "user2": "b" * 24}, result)
+    assert [r[:2] for r in rows_of(path)[1:]] == [["user1", ""], ["user2", "b" * 24]]

@@ -344,3 +344,59 @@ def test_model_operations_is_the_catalog():
     assert [op["system_name"] for op in ops] == list(catalog.OPERATION_NAMES)
     ops[0]["path"] = "/changed"
     assert catalog.OPERATIONS[0]["path"] == "/health"  # callers get copies
+
+
+def test_accounts_replace_every_models_accounts():
+    out = catalog.catalog([{"name": "ma", "endpoint": "http://x:8000", "model_id": "m", "accounts": ["u9"]},
+                           {"name": "mb", "endpoint": "http://x:8000", "model_id": "m"}], accounts="user1, user2")
+    assert [m["accounts"] for m in out["models"]] == [["user1", "user2"], ["user1", "user2"]] and out["errors"] == []
+    assert catalog.catalog([{"name": "a", "accounts": ["u9"]}], accounts=[])["models"][0]["accounts"] == ["u9"]
+
+
+def test_offboard_catalog_takes_the_list_or_the_single_form_and_checks_names():
+    single = {"name": "tinyllama", "display_name": "", "accounts": "user1, ,user2"}
+    out = filters.FilterModule().filters()["offboard_catalog"](None, single)
+    assert out == {"models": [{"name": "tinyllama", "system_name": "", "display_name": "tinyllama",
+                               "accounts": ["user1", "user2"]}], "errors": []}
+    listed = catalog.offboard_catalog([{"name": "a", "system_name": "a_sys"}, {"name": "Bad_Name"}], single)
+    assert [m["name"] for m in listed["models"]] == ["a", "Bad_Name"]
+    assert len(listed["errors"]) == 1 and "'Bad_Name'" in listed["errors"][0] and "nothing was changed" in listed["errors"][0]
+    assert "Nothing to offboard" in catalog.offboard_catalog([], {"name": ""})["errors"][0]
+    assert "expected a list" in catalog.offboard_catalog("tinyllama", {})["errors"][0]
+
+
+def test_stale_openapi_secrets_keep_the_current_document_of_each_model():
+    items = [{"name": "m", "secret": {"metadata": {"name": "m-openapi-00aa"}}}, {"name": "n", "secret": {}}]
+    secrets = [{"metadata": {"name": x}} for x in ("m-openapi-00aa", "m-openapi-11bb", "m-openapi", "mm-openapi-22cc",
+                                                   "n-openapi-33dd", "m-openapi-notahash")]
+    refs = filters.FilterModule().filters()["stale_openapi_secrets"](secrets, items, "3scale")
+    assert [r["metadata"]["name"] for r in refs] == ["m-openapi", "m-openapi-11bb", "n-openapi-33dd"]
+    assert refs[0] == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "m-openapi", "namespace": "3scale"}}
+    assert catalog.stale_openapi_secrets(secrets, [], "3scale") == []
+
+
+def test_discovered_models_set_aside_not_ready_and_unreadable_ones_and_go_on():
+    def isvc(name, ready=True, **annotations):
+        return {"metadata": {"name": name, "namespace": "llm", "generation": 1, "annotations": annotations},
+                "status": {"url": "https://%s.llm.svc" % name, "observedGeneration": 1,
+                           "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                           "message": "" if ready else "weights missing"}]}}
+    listings = [{"resources": [isvc("zeta"), isvc("alpha", ready=False)]},
+                {"resources": [isvc("beta", **{"maas.threescale/limits": "[not json"})]}]
+    out = filters.FilterModule().filters()["discovered_models"](listings, ["user1"])
+    assert [m["name"] for m in out["models"]] == ["zeta"] and out["discovered"] == ["zeta"]
+    assert out["models"][0]["accounts"] == ["user1"] and sorted(out["skipped"]) == ["alpha", "beta"]
+    assert "Skipped, not Ready: InferenceService llm/alpha: weights missing" in out["report"]
+    assert "Skipped, unreadable annotations: InferenceService llm/beta: annotation maas.threescale/limits is not JSON" \
+        in out["report"]
+    assert catalog.discovered_models([], None) == {"models": [], "discovered": [], "skipped": [], "report": ""}
+
+
+@pytest.mark.parametrize("operations,expected", [
+    (["models", "completions", "chat/completions"], "completions"),
+    ("embeddings, chat/completions", "chat/completions"),
+    (["embeddings", "tokenize"], "embeddings"),
+    (["models", "health"], ""),
+])
+def test_smoke_test_operation_prefers_the_workshops_completion(operations, expected):
+    assert filters.FilterModule().filters()["smoke_test_operation"](operations) == expected

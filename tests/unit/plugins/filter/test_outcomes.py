@@ -196,7 +196,7 @@ def test_managed_product_targets_keys_and_refs():
         {"name": "m", "system_name": "m", "plan": "", "path": "", "operation": ""},
         {"name": "z", "system_name": "zs", "plan": "standard", "path": "/health", "operation": "health"}]
     assert F["prune_targets"](crs[:2]) == [{"name": "z", "system_name": "zs", "display_name": "Z", "accounts": []},
-                                           {"name": "a", "system_name": "", "display_name": "", "accounts": []}]
+                                           {"name": "a", "system_name": "", "display_name": "a", "accounts": []}]
     assert F["application_keys"]([{"account": "u", "application_id": 1, "user_key": "k", "state": "live"}]) == [
         {"account": "u", "application_id": 1, "user_key": "k"}]
     assert F["object_refs"](["s1"], "Secret", "3scale") == [
@@ -231,3 +231,110 @@ def test_lease_summary_and_problem_name_the_holders_and_the_variable_to_change()
     assert "nothing was changed" in msg and "(still held)" in msg
     other = F["lease_problem"]({"reason": "error", "msg": "x" * 600}, "3scale", 60)
     assert other.startswith("Cannot take the onboarding lock") and len(other) < 600 and other.endswith("...")
+
+
+def test_onboard_record_keeps_the_smoke_test_only_when_one_ran():
+    published = {"name": "m", "endpoint": "https://gw"}
+    apps = [{"account": "user1", "user_key": "k"}]
+    expected = dict(published, applications=apps, smoke_test={"status": 200})
+    assert F["onboard_record"](published, apps, {"status": 200}, True) == expected
+    assert F["onboard_record"](published, apps, {"status": 200}, False)["smoke_test"] == {}
+    assert F["onboard_record"](published, [], {"status": 200}, True)["smoke_test"] == {}
+    assert "applications" not in published  # the input is not changed
+
+
+def test_onboard_failures_names_each_model_with_its_message():
+    assert F["onboard_failures"]([], 3) == ""
+    failed = [{"name": "a", "message": "Backend rejected"}, {"name": "b", "message": "timeout"}]
+    assert F["onboard_failures"](failed, 3, ", and are in the credentials file") == (
+        "2 of 3 model(s) could not be onboarded (the others were, and are in the credentials file): "
+        "a: Backend rejected | b: timeout")
+
+
+def test_offboard_objects_in_deletion_order_and_only_this_models():
+    pcps = [{"metadata": {"name": "m-1"}, "spec": {"productCRName": "m"}},
+            {"metadata": {"name": "mm-1"}, "spec": {"productCRName": "mm"}}]
+    secrets = [{"metadata": {"name": "m-openapi-0a1b"}}, {"metadata": {"name": "m-openapi"}},
+               {"metadata": {"name": "m-openapi-zz"}}, {"metadata": {"name": "mm-openapi-0a1b"}}]
+    objects = F["offboard_objects"](pcps, secrets, "m", "3scale")
+    refs = objects["crs"] + objects["secrets"]
+    assert [r["kind"] for r in objects["secrets"]] == ["Secret", "Secret"]
+    assert [(r["kind"], r["metadata"]["name"]) for r in refs] == [
+        ("ProxyConfigPromote", "m-1"), ("ActiveDoc", "m"), ("Product", "m"), ("Backend", "m"),
+        ("Secret", "m-openapi"), ("Secret", "m-openapi-0a1b")]
+    assert {r["metadata"]["namespace"] for r in refs} == {"3scale"}
+    assert refs[0]["apiVersion"] == "capabilities.3scale.net/v1beta1" and refs[-1]["apiVersion"] == "v1"
+
+
+def test_custom_policy_problem_only_when_a_model_needs_the_missing_policy():
+    models = [{"name": "a", "auth_mode": "headers_remove_bearer"}, {"name": "b", "auth_mode": "authorization"}]
+    problem = F["custom_policy_problem"](models, [{"spec": {"name": "other"}}], "3scale")
+    assert "models a)" in problem and "namespace 3scale" in problem and "maas_product_check_custom_policy" in problem
+    assert F["custom_policy_problem"](models, [{"spec": {"name": "remove-bearer"}}], "3scale") == ""
+    assert F["custom_policy_problem"](models[1:], [], "3scale") == ""
+
+
+def test_lease_holder_stable_when_given_else_random_per_call():
+    assert F["lease_holder"]("job-42") == "maas.threescale/job-42"
+    one, two = F["lease_holder"](None), F["lease_holder"]("")
+    assert one != two and one.startswith("maas.threescale/") and len(one.rsplit("/", 1)[1]) == 12
+    assert o.lease_holder(None, hostname="ctl").startswith("maas.threescale/ctl/")
+
+
+def test_existing_accounts_leave_out_what_check_mode_only_pretended_to_create():
+    result = {"accounts": [{"username": "new1", "email": "new1@example.com", "action": "created"},
+                           {"username": "", "email": "new2@example.com", "action": "created"},
+                           {"username": "old", "email": "old@example.com", "action": "none"}]}
+    names = ["new1", "new2@example.com", "old", "new1@example.com"]
+    assert F["existing_accounts"](names, result, True) == ["old"]
+    assert F["existing_accounts"](names, result, False) == names
+    assert F["existing_accounts"](names, {}, True) == names
+
+
+def test_verify_report_lines_file_and_problem():
+    results = [{"name": "a", "status": "OK", "line": "a: OK (HTTP 200, 20 ms)"},
+               {"name": "b", "status": "model down", "line": "b: model down (HTTP 502, 5 ms)"}]
+    out = F["verify_report"](results, "lab")
+    assert out["lines"] == [r["line"] for r in results]
+    assert out["file"] == {"cluster": "lab", "models": [{"name": "a", "status": "OK"}, {"name": "b", "status": "model down"}]}
+    assert out["problem"] == "1 model(s) not answering: b: model down (HTTP 502, 5 ms)"
+    empty = F["verify_report"]([], "lab")
+    assert empty["lines"] == ["No product is managed by maas.threescale here."] and empty["problem"] == ""
+
+
+def test_prune_plan_offboards_what_left_the_catalog_and_never_everything_by_mistake():
+    crs = [{"metadata": {"name": n}, "spec": {"name": n.upper()}} for n in ("c", "a", "b")]
+    plan = F["prune_plan"](crs, [{"name": "b"}], False)
+    assert [m["name"] for m in plan["models"]] == ["a", "c"] and plan["problem"] == ""
+    empty = F["prune_plan"](crs, [], False)
+    assert empty["models"] == [] and "every model would be offboarded (a, b, c); nothing was removed" in empty["problem"]
+    assert [m["name"] for m in F["prune_plan"](crs, [], True)["models"]] == ["a", "b", "c"]
+    assert F["prune_plan"]([], [], False) == {"models": [], "problem": ""}
+
+
+def test_access_preview_names_the_accounts_or_none():
+    assert F["access_preview"]({"system_name": "tiny"}, ["user1", "user2"]).startswith(
+        "Check mode: product tiny does not exist yet; a real run would subscribe user1, user2 to it")
+    assert "subscribe no account to it" in F["access_preview"]({"system_name": "tiny"}, [])
+
+
+def test_usage_window_a_start_date_wins_and_takes_the_granularity():
+    assert F["usage_window"]("week", "", "", "day") == {"period": "week", "since": None, "to": None, "granularity": None}
+    assert F["usage_window"]("month", "2026-11-01", "2026-11-30", "day") == {
+        "period": None, "since": "2026-11-01", "to": "2026-11-30", "granularity": "day"}
+    assert F["usage_window"]("", "", "", "") == {"period": None, "since": None, "to": None, "granularity": None}
+
+
+def test_verify_result_takes_the_gateway_request_result_itself():
+    target = {"name": "m", "system_name": "m", "path": "/v1/models"}
+    product = {"exists": True, "endpoint": "https://gw"}
+    direct = F["verify_result"](target, product, 200, 20)
+    assert F["verify_result"](target, product, {"status": 200, "latency_ms": 20}) == direct
+    assert F["verify_result"](target, product, {"skipped": True})["http_status"] == -1
+
+
+def test_smoke_test_result_takes_what_was_called_from_the_request_result():
+    response = {"endpoint": "https://gw", "operation": "embeddings", "model_id": "m", "status": 200, "latency_ms": 20,
+                "attempts": 1, "usage": {"total_tokens": 3}, "total_tokens": 3}
+    r = F["smoke_test_result"](response, {"skipped": True})
+    assert (r["endpoint"], r["operation"], r["model_id"], r["status"]) == ("https://gw", "embeddings", "m", 200)

@@ -106,6 +106,9 @@ def test_check_mode_sends_nothing(serve, run_module):
     srv = serve(script((200, COMPLETION)))
     res = run_module(gr, args(srv.url, _ansible_check_mode=True))
     assert res["skipped_reason"] == "check mode sends no request" and srv.log == []
+    # What was called is in the result, for the smoke test's report (and no key).
+    assert res["endpoint"] == srv.url + "/" and res["operation"] == "completions" and res["model_id"] == MODEL
+    assert "user_key" not in res
 
 
 @pytest.mark.parametrize("bad,message", [
