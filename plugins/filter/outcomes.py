@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+from collections.abc import Mapping
 
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as _o
@@ -27,9 +28,12 @@ def _plain(value):
 
 
 def k8s_access_problem(failed, namespace, host=None):
-    # No host given (or omitted, as ansible-core before 2.19 passes it): the one kubernetes.core takes from
-    # the environment, if any (else the kubeconfig's).
-    if isinstance(host, str) and host.startswith("__omit_place_holder__"):
+    # host: the API server URL, or the connection options (their host). Not given, or omitted (the Omit
+    # sentinel of ansible-core 2.19, the placeholder string before): the one kubernetes.core takes from the
+    # environment, if any (else the kubeconfig's).
+    if isinstance(host, Mapping):
+        host = host.get("host")
+    if type(host).__name__ == "_OmitType" or not isinstance(host, str) or host.startswith("__omit_place_holder__"):
         host = None
     return _o.k8s_access_problem(_plain(failed), namespace, host or os.environ.get("K8S_AUTH_HOST") or None)
 

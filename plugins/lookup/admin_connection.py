@@ -123,14 +123,22 @@ def resolve(options, environ, read_secret):
     return out
 
 
+def omitted(value, omit=None):
+    """Whether a value stands for "not set": None, or what default(omit) gave (the Omit sentinel of
+    ansible-core 2.19, the placeholder string before)."""
+    if value is None or type(value).__name__ == "_OmitType" or (omit is not None and value is omit):
+        return True
+    return isinstance(value, str) and value.startswith("__omit_place_holder__")
+
+
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        # A value left out with default(omit) (the playbooks' module_defaults dict, given here too): ansible-core
-        # 2.19 drops the key, earlier versions pass the omit placeholder, dropped here.
+        # A value left out with default(omit) (the playbooks' module_defaults dict, given here too) is not set:
+        # ansible-core 2.19 passes its Omit sentinel, earlier versions the omit placeholder string.
         omit = (variables or {}).get("omit")
         self.set_options(var_options=variables, direct=dict(
-            (k, v) for k, v in kwargs.items() if v is not None and not (omit and isinstance(v, str) and v == omit)))
+            (k, v) for k, v in kwargs.items() if not omitted(v, omit)))
         options = dict((name, self.get_option(name)) for name in ("admin_url", "access_token", "ca_path", "namespace"))
         conn = []
 

@@ -338,3 +338,11 @@ def test_smoke_test_result_takes_what_was_called_from_the_request_result():
                 "attempts": 1, "usage": {"total_tokens": 3}, "total_tokens": 3}
     r = F["smoke_test_result"](response, {"skipped": True})
     assert (r["endpoint"], r["operation"], r["model_id"], r["status"]) == ("https://gw", "embeddings", "m", 200)
+
+
+def test_k8s_access_problem_takes_the_host_from_the_connection_options_or_the_environment(monkeypatch):
+    failed = {"status": 401, "msg": "Unauthorized"}
+    assert "cluster https://api.example:6443," in F["k8s_access_problem"](failed, "3scale", {"host": "https://api.example:6443"})
+    monkeypatch.setenv("K8S_AUTH_HOST", "https://from-env:6443")
+    for omitted in (None, {}, {"host": "__omit_place_holder__abc"}, "__omit_place_holder__abc"):
+        assert "cluster https://from-env:6443," in F["k8s_access_problem"](failed, "3scale", omitted)

@@ -98,3 +98,15 @@ def test_resolve_names_the_settings_when_no_token_is_found():
                                  {}, lambda name, key: "")
     assert "no access token" in str(err.value) and "maas_admin_access_token" in str(err.value)
     assert "THREESCALE_ACCESS_TOKEN" in str(err.value) and "system-seed" in str(err.value)
+
+
+def test_omitted_values_are_not_set():
+    # The playbooks give the lookup their module_defaults dict, built with default(omit).
+    try:
+        from ansible._internal._templating._utils import Omit  # ansible-core 2.19
+    except ImportError:
+        Omit = type("_OmitType", (), {})()
+    for value in (None, Omit, "__omit_place_holder__0123"):
+        assert admin_connection.omitted(value, Omit)
+    for value in ("https://api:6443", "", False, 0):
+        assert not admin_connection.omitted(value, Omit)
