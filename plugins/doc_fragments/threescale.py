@@ -60,6 +60,14 @@ options:
         created it, and sends the POST again only when nothing was written.
     type: int
     default: 3
+  allow_insecure_http:
+    description:
+      - Send the access token to a plain C(http://) O(admin_url). Without it such a URL is refused before any
+        request, because the token (HTTP Basic) would cross the network unencrypted; with it each task warns.
+      - For throwaway test tenants only.
+      - If not set, the value of the E(THREESCALE_ALLOW_INSECURE_HTTP) environment variable is used.
+    type: bool
+    default: false
 notes:
   - A refused token (HTTP 401, or 403 C(Access denied)), an unreachable O(admin_url) and a failed TLS
     verification fail the task with a message naming the setting to fix, before the module writes anything.

@@ -118,6 +118,10 @@ def access_preview(published, accounts):
     return _o.access_preview(_plain(published), _plain(accounts))
 
 
+def failed_model(name, phase, failed_result):
+    return _o.failed_model(name, phase, _plain(failed_result))
+
+
 def onboard_failures(failed, total, note=""):
     return _o.onboard_failures(_plain(failed), total, note)
 
@@ -170,6 +174,7 @@ class FilterModule(object):
             "onboard_summary": onboard_summary,
             "onboard_record": onboard_record,
             "onboard_failures": onboard_failures,
+            "failed_model": failed_model,
             "access_preview": access_preview,
             "smoke_test_result": smoke_test_result,
             "lease_summary": lease_summary,

@@ -61,7 +61,28 @@ THREESCALE_ARGSPEC = dict(
     ca_path=dict(type="path", fallback=(env_fallback, ["THREESCALE_CA_BUNDLE"])),
     request_timeout=dict(type="int", default=30),
     retries=dict(type="int", default=3),
+    allow_insecure_http=dict(type="bool", default=False, fallback=(env_fallback, ["THREESCALE_ALLOW_INSECURE_HTTP"])),
 )
+
+
+def plain_http_remote(url):
+    """Whether url is plain http:// to a host other than this one (a loopback address or localhost),
+    so that a token sent to it would cross the network unencrypted."""
+    if not url.lower().startswith("http://"):
+        return False
+    host = (urlsplit(url).hostname or "").lower()
+    return not (host == "localhost" or host == "::1" or host.startswith("127."))
+
+
+def insecure_url_problem(url, allowed):
+    """Why the token may not be sent to url ("" when it may): a plain http:// admin URL of another host
+    would carry the access token (HTTP Basic) unencrypted, so it needs allow_insecure_http."""
+    if plain_http_remote(url) and not allowed:
+        return ("admin_url %s is plain http: the access token would cross the network unencrypted, so nothing was "
+                "sent and nothing was changed. Fix: use the tenant admin portal's https:// URL, or for a throwaway "
+                "test tenant set allow_insecure_http (maas_admin_allow_insecure_http, or "
+                "THREESCALE_ALLOW_INSECURE_HTTP=true)." % url)
+    return ""
 
 
 class ThreescaleError(Exception):
@@ -458,6 +479,12 @@ class ThreescaleModule(AnsibleModule):
         if not url.lower().startswith(("https://", "http://")):
             self.fail_json(msg="admin_url must start with https:// (the tenant admin portal URL, e.g. "
                                "https://3scale-admin.apps.example.com); got %r" % url)
+        problem = insecure_url_problem(url, self.params["allow_insecure_http"])
+        if problem:
+            self.fail_json(msg=problem)
+        if plain_http_remote(url):
+            self.warn("admin_url %s is plain http: the access token crosses the network unencrypted "
+                      "(allow_insecure_http is set)." % url)
         if self.params["retries"] < 0 or self.params["request_timeout"] <= 0:
             self.fail_json(msg="retries must be >= 0 and request_timeout > 0")
         self.client = ThreescaleClient(url, self.params["access_token"], validate_certs=self.params["validate_certs"],

@@ -53,6 +53,8 @@ def admin_access_problem(failed, admin_url, namespace):
     """Why the admin API check (a product read) failed, and what to set."""
     failed = failed or {}
     status, msg = failed.get("status"), str(failed.get("msg") or "")
+    if "is plain http" in msg:  # refused before any request (allow_insecure_http), the message says the fix
+        return msg
     if status in (401, 403):
         why = "it refused the access token (HTTP %s)." % status
     elif TLS_PROBLEM.search(msg):
@@ -163,6 +165,11 @@ def access_preview(published, accounts):
     return ("Check mode: product %s does not exist yet; a real run would subscribe %s to it and create one application "
             "per account, then promote the configuration to production."
             % ((published or {}).get("system_name"), ", ".join(accounts or []) or "no account"))
+
+
+def failed_model(name, phase, failed_result):
+    """A model set aside: its name, the phase it failed in and the failed task's message."""
+    return {"name": name, "phase": phase, "message": (failed_result or {}).get("msg") or "failed"}
 
 
 def onboard_failures(failed, total, note=""):

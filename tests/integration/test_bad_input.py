@@ -61,6 +61,9 @@ CASES = {
                           "it refused the access token (HTTP 403)"),
     "unreachable_admin_url": (lambda e: {"maas_models": [model(e)], "maas_admin_url": "https://127.0.0.1:9"},
                               "3scale admin API at https://127.0.0.1:9, nothing was changed: it cannot be reached"),
+    # Issue 19 item 5: the token never goes to a plain http admin URL of another host (no request at all).
+    "plain_http_admin_url": (lambda e: {"maas_models": [model(e)], "maas_admin_url": "http://192.0.2.1:9"},
+                             "admin_url http://192.0.2.1:9 is plain http: the access token would cross the network"),
     "admin_ca_missing": (lambda e: {"maas_models": [model(e)], "__env": {"THREESCALE_CA_BUNDLE": ""}},
                          "its certificate is not trusted (CA)"),
 }

@@ -346,3 +346,10 @@ def test_k8s_access_problem_takes_the_host_from_the_connection_options_or_the_en
     monkeypatch.setenv("K8S_AUTH_HOST", "https://from-env:6443")
     for omitted in (None, {}, {"host": "__omit_place_holder__abc"}, "__omit_place_holder__abc"):
         assert "cluster https://from-env:6443," in F["k8s_access_problem"](failed, "3scale", omitted)
+
+
+def test_failed_model_and_plain_http_explanations():
+    assert F["failed_model"]("m", "access", {"msg": "boom"}) == {"name": "m", "phase": "access", "message": "boom"}
+    assert F["failed_model"]("m", "access", None)["message"] == "failed"
+    refused = {"failed": True, "msg": "admin_url http://x is plain http: ... Fix: use https"}
+    assert F["admin_access_problem"](refused, "http://x", "3scale") == refused["msg"]
