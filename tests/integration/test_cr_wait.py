@@ -110,6 +110,22 @@ def test_invalid_fails_fast_with_the_operator_message(lab_h, tmp_path):
     assert states["ActiveDoc"] == "failed" and states["Backend/ghost"] == "timeout"
 
 
+def test_an_untrusted_certificate_fails_at_once(lab_h, tmp_path):
+    """Issue 19 item 6: a TLS verification error is not retried until the timeout. With the system's CA
+    bundle instead of the lab's CA, the API server's certificate is not trusted: the task fails within
+    seconds (its timeout is 120 s) naming ca_cert. Upstream: kubernetes.core module_utils/k8s/client.py
+    (ca_cert -> ssl_ca_cert), urllib3's SSLError."""
+    resources = [{"kind": "Backend", "name": uniq("tls"), "namespace": lab_h.ns}]
+    t0 = time.monotonic()
+    result = mw.run_wait(lab_h, resources, timeout=120, work=tmp_path,
+                         extra={"ca_cert": "/etc/ssl/certs/ca-certificates.crt"})
+    seconds = time.monotonic() - t0
+    assert result.get("failed") is True, result["stdout"]
+    assert "certificate is not trusted" in result["msg"] and "ca_cert" in result["msg"], result["msg"]
+    assert seconds < 30, seconds
+    print(f"\ncr_wait with an untrusted certificate: failed in {seconds:.1f} s (timeout 120 s)")
+
+
 def test_fail_on_error_false_reports_each_cr(lab_h, tmp_path):
     result, _seconds = invalid_case(lab_h, tmp_path, timeout=8, extra={"fail_on_error": False})
     assert not result.get("failed"), result["stdout"]
