@@ -341,7 +341,8 @@ def usage_products(given, product_crs):
 
 
 def usage_rows(results):
-    """One row per (model, account, operation) of threescale_usage_info results: no keys, calls as ints."""
+    """One row per (model, account, operation) of threescale_usage_info results: no keys, calls as ints.
+    An account is its id (two accounts may have the same organization name), its name beside it."""
     rows = []
     for r in results or []:
         if not r.get("exists"):
@@ -351,8 +352,8 @@ def usage_rows(results):
         for acc in r.get("accounts") or []:
             for op in ops:
                 rows.append({"model": product.get("system_name"), "product": product.get("name"),
-                             "account": str(acc.get("name") or acc.get("id")), "operation": op,
-                             "calls": int((acc.get("methods") or {}).get(op) or 0)})
+                             "account_id": acc.get("id"), "account": str(acc.get("name") or acc.get("id")),
+                             "operation": op, "calls": int((acc.get("methods") or {}).get(op) or 0)})
     return rows
 
 
@@ -364,9 +365,10 @@ def usage_csv(rows, period=None):
     period = period or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "account", "operation", "calls", "since", "until"])
+    writer.writerow(["model", "account_id", "account", "operation", "calls", "since", "until"])
     for r in rows or []:
-        writer.writerow([spreadsheet_cell(r.get("model")), spreadsheet_cell(r.get("account")),
+        writer.writerow([spreadsheet_cell(r.get("model")), spreadsheet_cell(r.get("account_id")),
+                         spreadsheet_cell(r.get("account")),
                          spreadsheet_cell(r.get("operation")), int(r.get("calls") or 0),
                          spreadsheet_cell(period.get("since") or ""), spreadsheet_cell(period.get("until") or "")])
     return out.getvalue()

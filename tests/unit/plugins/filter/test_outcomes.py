@@ -180,7 +180,7 @@ def test_usage_rows_and_a_csv_no_spreadsheet_runs():
     import io
     parsed = list(csv.DictReader(io.StringIO(text)))
     assert parsed[0]["account"] == "'" + '=HYPERLINK("http://evil","x")' and parsed[0]["calls"] == "3"
-    assert parsed[2] == {"model": "m", "account": "8", "operation": "completions", "calls": "2",
+    assert parsed[2] == {"model": "m", "account_id": "8", "account": "8", "operation": "completions", "calls": "2",
                          "since": "2026-12-01", "until": "2026-12-07"}
     assert [spreadsheet_cell(v) for v in ("+1", "-x", "@a", "\tt", "ok", 5)] == ["'+1", "'-x", "'@a", "'\tt", "ok", 5]
 
@@ -353,3 +353,14 @@ def test_failed_model_and_plain_http_explanations():
     assert F["failed_model"]("m", "access", None)["message"] == "failed"
     refused = {"failed": True, "msg": "admin_url http://x is plain http: ... Fix: use https"}
     assert F["admin_access_problem"](refused, "http://x", "3scale") == refused["msg"]
+
+
+def test_usage_rows_keep_two_accounts_of_the_same_name_apart():
+    """Issue 19 item 3: rows are keyed by account id, the organization name beside it."""
+    results = [{"exists": True, "product": {"system_name": "m", "name": "M"}, "methods": [{"system_name": "completions"}],
+                "accounts": [{"id": 7, "name": "Acme", "methods": {"completions": 3}},
+                             {"id": 9, "name": "Acme", "methods": {"completions": 4}}]}]
+    rows = F["usage_rows"](results)
+    assert [(r["account_id"], r["account"], r["calls"]) for r in rows] == [(7, "Acme", 3), (9, "Acme", 4)]
+    lines = F["usage_csv"](rows).splitlines()
+    assert lines[0].startswith("model,account_id,account,") and lines[1:] == ["m,7,Acme,completions,3,,", "m,9,Acme,completions,4,,"]
