@@ -364,3 +364,23 @@ def test_usage_rows_keep_two_accounts_of_the_same_name_apart():
     assert [(r["account_id"], r["account"], r["calls"]) for r in rows] == [(7, "Acme", 3), (9, "Acme", 4)]
     lines = F["usage_csv"](rows).splitlines()
     assert lines[0].startswith("model,account_id,account,") and lines[1:] == ["m,7,Acme,completions,3,,", "m,9,Acme,completions,4,,"]
+
+
+def test_the_printed_curl_runs_in_a_real_shell_without_running_a_hostile_model_id(tmp_path):
+    """Issue 19 item 2: what the summary prints is pasted into a shell. Run it in /bin/sh, with a curl
+    on PATH that only records its arguments: the hostile model id reaches curl as data, nothing runs."""
+    import os
+    import subprocess
+    hostile = "x'\"$(touch %s/pwned1)`touch %s/pwned2`; touch %s/pwned3 #" % ((tmp_path,) * 3)
+    model = dict(ONBOARDED[0], model_id=hostile, endpoint="https://gw.example/$(touch %s/pwned4)/" % tmp_path)
+    line = F["onboard_summary"]([model], False)[0]["curl"]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "curl").write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > \"$ARGS_FILE\"\n")
+    (fake / "curl").chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (fake, os.environ.get("PATH", "")), ARGS_FILE=str(tmp_path / "args"))
+    subprocess.run(["/bin/sh", "-c", line], env=env, check=True, cwd=tmp_path)
+    argv = (tmp_path / "args").read_text().split("\0")[:-1]
+    assert not list(tmp_path.glob("pwned*"))
+    assert argv[2] == "https://gw.example/$(touch %s/pwned4)/v1/completions" % tmp_path
+    assert json.loads(argv[-1])["model"] == hostile
