@@ -15,6 +15,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import ssl
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def lab_up(directory: Path, *extra: str) -> tuple[dict, float]:
 
 
 def lab_down(directory: Path) -> None:
+    """Stop the lab and remove its directory (it holds 0600 token files and the lab's CA key)."""
     subprocess.run([sys.executable, "-m", "maaslab", "down", "--dir", str(directory)], capture_output=True, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def lab_rss_mib(info: dict) -> dict:

@@ -14,6 +14,8 @@ __metaclass__ = type
 import os
 from collections.abc import Mapping
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as _o
 
@@ -58,8 +60,8 @@ def onboard_report(onboarded):
     return _o.onboard_report(_plain(onboarded))
 
 
-def onboard_summary(onboarded, show_keys=False):
-    return _o.onboard_summary(_plain(onboarded), bool(show_keys))
+def onboard_summary(onboarded, show_keys=False, pruned=None, check_mode=False):
+    return _o.onboard_summary(_plain(onboarded), boolean(show_keys, strict=False), _plain(pruned), bool(check_mode))
 
 
 def lease_summary(lease):

@@ -181,9 +181,10 @@ def onboard_failures(failed, total, note=""):
         len(failed), total, note, " | ".join("%s: %s" % (f.get("name"), f.get("message")) for f in failed))
 
 
-def onboard_summary(onboarded, show_keys=False):
+def onboard_summary(onboarded, show_keys=False, pruned=None, check_mode=False):
     """The run's summary for a person: per model its product, endpoint, accounts, smoke test and a
-    curl to try (with the first key only when show_keys)."""
+    curl to try (with the first key only when show_keys); then, when maas_prune removed models, which
+    (in check mode, which it would remove)."""
     out = []
     for m in onboarded or []:
         apps = m.get("applications") or []
@@ -201,6 +202,9 @@ def onboard_summary(onboarded, show_keys=False):
             entry["keys"] = ["%s: %s" % (a.get("account"), a.get("user_key")) for a in apps]
         entry["curl"] = completion_curl(m.get("endpoint"), m.get("model_id"), key or "<API_KEY>")
         out.append(entry)
+    if pruned:
+        out.append({"pruned": "%s %d model(s) that left the catalog: %s" % (
+            "Would offboard (check mode)" if check_mode else "Offboarded", len(pruned), ", ".join(pruned))})
     return out
 
 

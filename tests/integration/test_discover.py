@@ -81,9 +81,12 @@ def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_pa
     dry_out = " ".join(dry.stdout.split())
     assert "Remove the model from 3scale disc-c" in dry_out, dry_out[-3000:]
     assert "Remove the model from 3scale disc-a" not in dry_out and "Remove the model from 3scale disc-b" not in dry_out
+    # Issue 20 item 6: the summary says what a prune run would remove, and then what it removed.
+    assert "Would offboard (check mode) 1 model(s) that left the catalog: disc-c" in dry_out, dry_out[-3000:]
     assert "disc-c" in {x["service"]["system_name"] for x in porta_get(env, "/services.json")[1]["services"]}
     proc, prune_seconds = onboard(env, dict(catalog, maas_prune=True))
     assert json.loads(report.read_text())["pruned"] == ["disc-c"], dry.stdout[-2000:]
+    assert "Offboarded 1 model(s) that left the catalog: disc-c" in " ".join(proc.stdout.split()), proc.stdout[-3000:]
     after = {x["service"]["system_name"] for x in porta_get(env, "/services.json")[1]["services"]}
     assert "disc-c" not in after and {"disc-a", "disc-b", "granite-3dot2-8b-instruct"} <= after
     crs = subprocess.run(["kubectl", "get", "products.capabilities.3scale.net,backends.capabilities.3scale.net,"
@@ -96,4 +99,5 @@ def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_pa
     assert not set(c_apps) & left
     again, _again_seconds = onboard(env, dict(catalog, maas_prune=True))
     assert json.loads(report.read_text())["pruned"] == []
+    assert "model(s) that left the catalog" not in again.stdout
     print(f"prune: disc-c removed in {prune_seconds:.1f}s (dry run listed it); re-run prunes nothing")

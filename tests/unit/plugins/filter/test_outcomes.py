@@ -384,3 +384,11 @@ def test_the_printed_curl_runs_in_a_real_shell_without_running_a_hostile_model_i
     assert not list(tmp_path.glob("pwned*"))
     assert argv[2] == "https://gw.example/$(touch %s/pwned4)/v1/completions" % tmp_path
     assert json.loads(argv[-1])["model"] == hostile
+
+
+def test_the_summary_says_what_was_pruned():
+    """Issue 20 item 6: the prune run's summary lists what it removed, or in check mode would remove."""
+    assert F["onboard_summary"]([], False, ["a", "b"], False) == [
+        {"pruned": "Offboarded 2 model(s) that left the catalog: a, b"}]
+    assert F["onboard_summary"]([], False, ["a"], True)[-1]["pruned"].startswith("Would offboard (check mode) 1 model(s)")
+    assert F["onboard_summary"](ONBOARDED, False, [], False)[-1].get("pruned") is None
