@@ -6,8 +6,9 @@ The environment is stripped of KUBECONFIG / K8S_AUTH_* / THREESCALE_*, so only m
 the cluster and the admin API. The seeded product (already promoted) with a config hash never recorded
 is due: its PCP ends Failed "no product changes detected" (upstream proxyconfigpromote_controller.go),
 is deleted, and the versions read back say nothing was left to promote. A run whose cr_wait connection
-is wrong (group/maas.threescale.k8s only) fails after the create and leaves that PCP; the next run finds
-the same object, and finishes it."""
+is wrong (module_defaults for maas.threescale.cr_wait only: group/maas.threescale.k8s extends
+kubernetes.core's group, so it would reach the create too) fails after the create and leaves that PCP;
+the next run finds the same object, and finishes it."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ PLAY = """
   gather_facts: false
   module_defaults:
     group/kubernetes.core.k8s: {{kubeconfig: "{kubeconfig}"}}
-    group/maas.threescale.k8s: {{kubeconfig: "{wait_kubeconfig}"}}
+    maas.threescale.cr_wait: {{kubeconfig: "{wait_kubeconfig}"}}
     group/maas.threescale.threescale: {{admin_url: "{admin_url}", access_token: "{token}", ca_path: "{ca}"}}
   tasks:
     - maas.threescale.proxy_config_promote:
