@@ -217,9 +217,15 @@ def test_failed_promotion_is_replaced_then_reported(lab, lab_env, porta):
     state = product_state(porta, name)
     assert state["production"] == state["staging"]
     # Promoted by a replacement in the same run: at attempt 2, or 3 when the operator tried the second one
-    # before the test could clear the fault (a slow machine).
+    # before the test could clear the fault (a slow machine). The real operator may also finish a reconcile
+    # of the deleted first PCP once the fault is gone (controller-runtime does not cancel an in-flight
+    # reconcile when its object is deleted; proxyconfigpromote_controller.go retries the promote call with
+    # backoff inside it): then production is already current when the replacement runs, which the
+    # operator fails with "no product changes detected", and the collection reports "nothing left to
+    # promote" - the same end state, asserted above (production == staging).
     promote_task = [sec for sec in out.split("TASK [") if sec.startswith("maas.threescale.maas_product : Promote with")]
-    done = re.search(r"%s: promoted at attempt ([23]) of 3 \(%s-1, %s" % (name, second[:-2], second), out)
+    done = re.search(r"%s: (promoted|nothing left to promote) at attempt ([23]) of 3 \(%s-1, %s"
+                     % (name, second[:-2], second), out)
     assert done, promote_task
     again, _elapsed = onboard(lab_env, dict(model, display_name="Promo " + name))
     assert recap_changed(again) == 0, again.stdout[-3000:]
