@@ -29,6 +29,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import promotion as _p
+from ansible_collections.maas.threescale.plugins.plugin_utils.omit import omitted
 from ansible_collections.maas.threescale.plugins.plugin_utils.outcomes import k8s_apply_results, k8s_apply_retryable
 
 # How ansible-core completes a task's arguments with module_defaults (its action groups included):
@@ -105,7 +106,7 @@ class ActionModule(ActionBase):
             full = _ARGS_WITH_DEFAULTS(fqcn, dict(args), self._task.module_defaults, self._templar,
                                        action_groups=self._task._parent._play._action_groups)
         omit = task_vars.get("omit")
-        return dict((k, v) for k, v in full.items() if not (omit and isinstance(v, str) and v == omit))
+        return dict((k, v) for k, v in full.items() if not omitted(v, omit))
 
     def call(self, action, args, task_vars):
         res = self._execute_module(module_name=action, module_args=self.module_args(action, args, task_vars),

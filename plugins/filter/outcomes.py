@@ -18,6 +18,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
 from ansible_collections.maas.threescale.plugins.plugin_utils import outcomes as _o
+from ansible_collections.maas.threescale.plugins.plugin_utils.omit import omitted
 
 
 def _plain(value):
@@ -35,7 +36,7 @@ def k8s_access_problem(failed, namespace, host=None):
     # environment, if any (else the kubeconfig's).
     if isinstance(host, Mapping):
         host = host.get("host")
-    if type(host).__name__ == "_OmitType" or not isinstance(host, str) or host.startswith("__omit_place_holder__"):
+    if omitted(host) or not isinstance(host, str):
         host = None
     return _o.k8s_access_problem(_plain(failed), namespace, host or os.environ.get("K8S_AUTH_HOST") or None)
 

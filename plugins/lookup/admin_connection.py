@@ -88,6 +88,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.maas.threescale.plugins.plugin_utils import k8s_secrets
+from ansible_collections.maas.threescale.plugins.plugin_utils.omit import omitted
 
 # value: (option, environment variable, Secret, key in the Secret)
 SOURCES = (
@@ -121,14 +122,6 @@ def resolve(options, environ, read_secret):
     out["admin_url"] = url
     out["sources"] = sources
     return out
-
-
-def omitted(value, omit=None):
-    """Whether a value stands for "not set": None, or what default(omit) gave (the Omit sentinel of
-    ansible-core 2.19, the placeholder string before)."""
-    if value is None or type(value).__name__ == "_OmitType" or (omit is not None and value is omit):
-        return True
-    return isinstance(value, str) and value.startswith("__omit_place_holder__")
 
 
 class LookupModule(LookupBase):

@@ -16,7 +16,10 @@ __metaclass__ = type
 
 import json
 import re
+import secrets
 import shlex
+import socket
+import string
 
 from ansible_collections.maas.threescale.plugins.module_utils.spreadsheet import spreadsheet_cell
 
@@ -491,9 +494,6 @@ def lease_holder(stable=None, hostname=None):
     """The holder identity of this run's Leases: maas.threescale/<stable> when the operator gives one
     (maas_lock_holder, e.g. an AAP job template id: a re-run after a kill -9 then takes its own Lease
     over at once), else maas.threescale/<host>/<12 random characters>, so that two runs never share it."""
-    import secrets
-    import socket
-    import string
     if stable not in (None, ""):
         return "maas.threescale/%s" % stable
     alphabet = string.ascii_lowercase + string.digits

@@ -110,3 +110,11 @@ def test_omitted_values_are_not_set():
         assert admin_connection.omitted(value, Omit)
     for value in ("https://api:6443", "", False, 0):
         assert not admin_connection.omitted(value, Omit)
+
+
+def test_one_omit_rule_for_the_lookup_the_filter_and_the_action():
+    from ansible_collections.maas.threescale.plugins.action import proxy_config_promote
+    from ansible_collections.maas.threescale.plugins.filter import outcomes
+    from ansible_collections.maas.threescale.plugins.plugin_utils.omit import omitted
+    assert admin_connection.omitted is omitted is outcomes.omitted is proxy_config_promote.omitted
+    assert omitted("__omit_place_holder__x", None) and omitted("play-omit", "play-omit") and not omitted("a", "b")
