@@ -4,7 +4,8 @@
 # lint       ansible-lint, production profile, nothing skipped
 # sanity     ansible-test sanity --venv on a clean copy of the tree, no ignore file
 # changelog  antsibull-changelog lint
-# docs       role READMEs match meta/argument_specs.yml (hack/role_docs.py --check)
+# docs       role READMEs match meta/argument_specs.yml (hack/role_docs.py --check); every variable the
+#            playbooks and roles read is known and documented (hack/variables.py --check)
 # build      clean artifact -> build/, install it offline, ansible-doc every plugin from the
 #            installed copy; with LAB_DIR=<dir of a running lab> also run a module from it.
 set -euo pipefail
@@ -94,6 +95,8 @@ gate_changelog() {
 gate_docs() {
   say "role READMEs against meta/argument_specs.yml"
   python hack/role_docs.py --check
+  say "every maas_* variable known at run time and documented (hack/variables.py)"
+  python hack/variables.py --check
 }
 
 gate_build() {

@@ -33,6 +33,11 @@ def model_catalog_input(models, single=None):
     return _catalog.select_input(models, dict(single or {}))
 
 
+def model_catalog_conflict(models, single=None):
+    """The error when maas_models and the single-model maas_model_* form are both given, else ""."""
+    return _catalog.input_conflict(models, dict(single or {}))
+
+
 def model_catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=None, accounts=None):
     """Normalised models and the problems found: {'models': [...], 'errors': [...]}."""
     return _catalog.catalog(_models(models, "model_catalog"), operations=operations, auth_mode=auth_mode,
@@ -100,6 +105,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "model_catalog_input": model_catalog_input,
+            "model_catalog_conflict": model_catalog_conflict,
             "model_catalog": model_catalog,
             "offboard_catalog": offboard_catalog,
             "model_product_specs": model_product_specs,

@@ -84,6 +84,24 @@ def select_input(models, single):
     return [dict(single)] if _text(single.get("name")) else []
 
 
+SINGLE_FORM = ("name", "display_name", "endpoint", "model_id", "accounts")
+
+
+def input_conflict(models, single):
+    """The error when both maas_models and the single-model maas_model_* form are given ("" when not):
+    the single form would be ignored, so the run stops naming both and the way to choose one."""
+    if models is None or (hasattr(models, "__len__") and len(models) == 0):
+        return ""
+    given = ["maas_model_%s" % key for key in SINGLE_FORM if split_list((single or {}).get(key))]
+    if not given:
+        return ""
+    names = [_text(m.get("name")) for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    return ("Both maas_models (%s) and the single-model form (%s) are set; the single-model form would be ignored, so "
+            "nothing was changed. Fix: to work on the maas_models list, drop %s; to work on the single model with an "
+            "inventory that sets maas_models, also pass -e '{\"maas_models\": []}'."
+            % (", ".join(n for n in names if n) or "given", ", ".join(given), ", ".join(given)))
+
+
 def normalise(model, operations=None, auth_mode=None, limits=None, openapi_url=None):
     """One model with every key filled in. The keyword arguments are the defaults of the caller
     (playbook or role) for keys the model leaves empty."""
@@ -175,6 +193,9 @@ def catalog(models, operations=None, auth_mode=None, limits=None, openapi_url=No
 def offboard_catalog(models, single=None):
     """The models to offboard (the list, else the single-model form): name, system_name, display_name
     and accounts, each name checked as onboarding checked it; ``{'models': [...], 'errors': [...]}``."""
+    conflict = input_conflict(models, single)
+    if conflict:
+        return {"models": [], "errors": [conflict]}
     chosen = select_input(models, single)
     if not isinstance(chosen, list) or not all(isinstance(m, dict) for m in chosen):
         return {"models": [], "errors": ["maas_models: expected a list of models (dicts with a name), nothing was changed."]}

@@ -50,6 +50,16 @@ CASES = {
                         "every model needs its own name"),
     "unknown_account": (lambda e: {"maas_models": [model(e, accounts=["nosuchuser" + uuid.uuid4().hex[:6]])]},
                         "do(es) not exist in 3scale"),
+    # Issue 20 item 3: the endpoint is asked what it serves before anything is created.
+    "model_id_not_served": (lambda e: {"maas_models": [model(e, model_id="tinyllama/tinyllama-1.1b")]},
+                            "does not serve model_id tinyllama/tinyllama-1.1b, nothing was changed; it serves: "
+                            "ibm-granite/granite-3.2-8b-instruct, tinyllama/tinyllama-1.1b-chat-v1.0"),
+    # Issue 20 item 2: the single-model form beside the inventory's maas_models is refused, naming both.
+    "single_form_beside_maas_models": (
+        lambda e: {"maas_model_name": "solo", "maas_model_endpoint": e["LAB_MODEL_URL"], "maas_model_id": MODEL_ID},
+        "Both maas_models (tinyllama) and the single-model form (maas_model_name, maas_model_endpoint, maas_model_id)"),
+    "misspelt_variable": (lambda e: {"maas_models": [model(e)], "maas_modle_id": MODEL_ID},
+                          "maas_modle_id is not a variable of maas.threescale, nothing was changed: did you mean maas_model_id?"),
     "wrong_cluster_token": (lambda e: {"maas_models": [model(e)], "maas_k8s_host": e["LAB_KUBE_URL"],
                                        "maas_k8s_api_key": "expired-or-wrong", "maas_k8s_ca_cert": e["LAB_CA_CERT"]},
                             "HTTP 401: wrong or expired token"),

@@ -353,12 +353,29 @@ def test_accounts_replace_every_models_accounts():
     assert catalog.catalog([{"name": "a", "accounts": ["u9"]}], accounts=[])["models"][0]["accounts"] == ["u9"]
 
 
+def test_both_forms_given_is_refused_naming_both_and_the_way_out():
+    conflict = filters.FilterModule().filters()["model_catalog_conflict"]
+    single = {"name": "solo", "endpoint": "http://s", "model_id": "", "display_name": "", "accounts": []}
+    message = conflict([model(), model(name="other")], single)
+    assert message.startswith("Both maas_models (tinyllama, other) and the single-model form (maas_model_name, "
+                              "maas_model_endpoint) are set"), message
+    assert "nothing was changed" in message and """-e '{"maas_models": []}'""" in message
+    # A single field is enough (a misplaced survey answer), accounts as a string too.
+    assert "(maas_model_accounts)" in conflict([model()], {"name": "", "accounts": "user1"})
+    # No conflict: either form alone, an empty list beside the single form, empty single fields.
+    assert conflict([model()], {"name": "", "endpoint": "", "accounts": []}) == ""
+    assert conflict([], single) == "" and conflict(None, single) == "" and conflict([model()], None) == ""
+    # Offboarding refuses it the same way, before any change.
+    out = catalog.offboard_catalog([{"name": "a"}], {"name": "b"})
+    assert out["models"] == [] and out["errors"][0].startswith("Both maas_models (a)")
+
+
 def test_offboard_catalog_takes_the_list_or_the_single_form_and_checks_names():
     single = {"name": "tinyllama", "display_name": "", "accounts": "user1, ,user2"}
     out = filters.FilterModule().filters()["offboard_catalog"](None, single)
     assert out == {"models": [{"name": "tinyllama", "system_name": "", "display_name": "tinyllama",
                                "accounts": ["user1", "user2"]}], "errors": []}
-    listed = catalog.offboard_catalog([{"name": "a", "system_name": "a_sys"}, {"name": "Bad_Name"}], single)
+    listed = catalog.offboard_catalog([{"name": "a", "system_name": "a_sys"}, {"name": "Bad_Name"}], {"name": ""})
     assert [m["name"] for m in listed["models"]] == ["a", "Bad_Name"]
     assert len(listed["errors"]) == 1 and "'Bad_Name'" in listed["errors"][0] and "nothing was changed" in listed["errors"][0]
     assert "Nothing to offboard" in catalog.offboard_catalog([], {"name": ""})["errors"][0]
