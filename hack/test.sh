@@ -12,15 +12,18 @@ stages=("$@")
 jobs=${MAAS_TEST_JOBS:-2}
 xdist=()
 [ "$jobs" -le 1 ] || xdist=(-n "$jobs" --dist loadfile)
+# pytest's temporary directories (labs, reports, credentials files) are removed after each run, kept
+# only for a failed test (to debug it).
+keep=(-o tmp_path_retention_policy=failed)
 t_all=$(date +%s)
 for stage in "${stages[@]}"; do
   t0=$(date +%s)
   echo "=== $stage"
   case "$stage" in
-    unit)        pytest -q -p no:cacheprovider tests/unit ;;
-    lab)         pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 tests/lab ;;
+    unit)        pytest -q -p no:cacheprovider "${keep[@]}" tests/unit ;;
+    lab)         pytest -q -p no:cacheprovider "${keep[@]}" "${xdist[@]}" --durations=10 tests/lab ;;
     qe)          hack/qe_suite.sh ;;  # the 3scale QE client's own integration suite against the lab
-    integration) pytest -q -p no:cacheprovider "${xdist[@]}" --durations=15 tests/integration tests/ecosystem ;;
+    integration) pytest -q -p no:cacheprovider "${keep[@]}" "${xdist[@]}" --durations=15 tests/integration tests/ecosystem ;;
     molecule)    hack/molecule.sh ;;
     gates)       hack/gates.sh ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;

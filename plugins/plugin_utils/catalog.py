@@ -42,6 +42,7 @@ PRODUCT_KEYS = ("name", "system_name", "display_name", "description", "endpoint"
                 "limits", "operations", "openapi_url")
 MANAGED_BY = "maas.threescale"
 MODEL_LABEL = "maas.threescale/model"
+MODEL_ID_ANNOTATION = "maas.threescale/model-id"
 
 # Kubernetes metadata.name of the CRs (DNS-1123 label); 40 leaves room for the suffixes of the
 # OpenAPI Secret and the ProxyConfigPromote names.
@@ -84,7 +85,9 @@ def select_input(models, single):
     return [dict(single)] if _text(single.get("name")) else []
 
 
-SINGLE_FORM = ("name", "display_name", "endpoint", "model_id", "accounts")
+# The single-model form's keys and the playbook variables that set them.
+SINGLE_FORM = (("name", "maas_model_name"), ("display_name", "maas_model_display_name"),
+               ("endpoint", "maas_model_endpoint"), ("model_id", "maas_model_id"), ("accounts", "maas_model_accounts"))
 
 
 def input_conflict(models, single):
@@ -92,7 +95,7 @@ def input_conflict(models, single):
     the single form would be ignored, so the run stops naming both and the way to choose one."""
     if models is None or (hasattr(models, "__len__") and len(models) == 0):
         return ""
-    given = ["maas_model_%s" % key for key in SINGLE_FORM if split_list((single or {}).get(key))]
+    given = [var for key, var in SINGLE_FORM if split_list((single or {}).get(key))]
     if not given:
         return ""
     names = [_text(m.get("name")) for m in models if isinstance(m, dict)] if isinstance(models, list) else []
@@ -373,8 +376,11 @@ def product(model, settings, labels):
         "policies": policies,
         "applicationPlans": {settings["plan_system_name"]: plan},
     }
-    return {"apiVersion": settings["api_version"], "kind": "Product",
-            "metadata": _metadata(model["name"], settings["namespace"], labels), "spec": _provider(spec, settings)}
+    metadata = _metadata(model["name"], settings["namespace"], labels)
+    # What the health check asks the gateway's model list for (verify_models.yml, verify_targets).
+    metadata["annotations"] = {MODEL_ID_ANNOTATION: model["model_id"]}
+    return {"apiVersion": settings["api_version"], "kind": "Product", "metadata": metadata,
+            "spec": _provider(spec, settings)}
 
 
 # Request bodies of the operations that take one, by path (components/schemas of the document).

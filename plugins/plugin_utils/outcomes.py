@@ -22,6 +22,7 @@ import socket
 import string
 
 from ansible_collections.maas.threescale.plugins.module_utils.spreadsheet import spreadsheet_cell
+from ansible_collections.maas.threescale.plugins.plugin_utils.catalog import smoke_test_operation
 
 TLS_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL")
 SMOKE_PROMPT = {"prompt": "San Francisco is a", "max_tokens": 15, "temperature": 0}
@@ -145,12 +146,61 @@ def onboard_report(onboarded):
              "smoke_test": m.get("smoke_test")} for m in onboarded or []]
 
 
-def completion_curl(endpoint, model_id, key="<API_KEY>"):
-    """A curl command line for one completion through the gateway, every argument quoted for a POSIX shell."""
-    url = (endpoint or "<endpoint>").rstrip("/") + "/v1/completions"
-    body = json.dumps(dict({"model": model_id}, **SMOKE_PROMPT))
+# The example request printed for each operation a model can be called with: path and JSON body.
+EXAMPLE_PROMPT = "San Francisco is a"
+EXAMPLE_BODIES = {
+    "completions": ("/v1/completions", lambda m: dict({"model": m}, **SMOKE_PROMPT)),
+    "chat/completions": ("/v1/chat/completions", lambda m: {"model": m, "max_tokens": 15, "messages": [
+        {"role": "user", "content": "What is San Francisco famous for?"}]}),
+    "embeddings": ("/v1/embeddings", lambda m: {"model": m, "input": EXAMPLE_PROMPT}),
+    "tokenize": ("/tokenize", lambda m: {"model": m, "prompt": EXAMPLE_PROMPT}),
+}
+
+
+def example_operation(operations, smoke_test=None):
+    """The operation a printed example calls: the one the smoke test proved (when it ran), else the first
+    of completions, chat, embeddings, tokenize the model exposes ("" when none)."""
+    tested = (smoke_test or {}).get("operation")
+    if tested in EXAMPLE_BODIES and "skipped" not in (smoke_test or {}):
+        return tested
+    return smoke_test_operation(list(EXAMPLE_BODIES) if operations is None else operations)  # None: all (the default)
+
+
+def example_curl(endpoint, model_id, operation="completions", key="<API_KEY>"):
+    """A curl command line for one request of ``operation`` through the gateway, every argument quoted
+    for a POSIX shell ("" for an operation with no example)."""
+    if operation not in EXAMPLE_BODIES:
+        return ""
+    path, body = EXAMPLE_BODIES[operation]
+    url = (endpoint or "<endpoint>").rstrip("/") + path
     return " ".join(["curl", "-X", "POST", shlex.quote(url), "-H", shlex.quote("Content-Type: application/json"),
-                     "-H", shlex.quote("Authorization: Bearer %s" % key), "-d", shlex.quote(body)])
+                     "-H", shlex.quote("Authorization: Bearer %s" % key), "-d", shlex.quote(json.dumps(body(model_id)))])
+
+
+# The same requests with the OpenAI Python SDK: the call and what to print of its answer.
+EXAMPLE_SDK = {
+    "completions": ("client.completions.create(model=%s, prompt=%r, max_tokens=15)", ".choices[0].text"),
+    "chat/completions": ("client.chat.completions.create(model=%s, max_tokens=15, messages=[{'role': 'user', "
+                         "'content': 'What is San Francisco famous for?'}])", ".choices[0].message.content"),
+    "embeddings": ("client.embeddings.create(model=%s, input=%r)", ".data[0].embedding[:4]"),
+}
+
+
+def example_python(endpoint, model_id, operation="completions", key="<API_KEY>"):
+    """Three lines of Python with the OpenAI SDK that call ``operation`` through the gateway ([] for an
+    operation the SDK has no call for); every value a Python string literal, whatever it contains."""
+    if operation not in EXAMPLE_SDK:
+        return []
+    call, answer = EXAMPLE_SDK[operation]
+    call = call % ((repr(model_id), EXAMPLE_PROMPT) if "%r" in call else (repr(model_id),))
+    return ["from openai import OpenAI",
+            "client = OpenAI(base_url=%r, api_key=%r)" % ((endpoint or "<endpoint>").rstrip("/") + "/v1", key),
+            "print(%s%s)" % (call, answer)]
+
+
+def completion_curl(endpoint, model_id, key="<API_KEY>"):
+    """The curl of one completion through the gateway (example_curl for completions)."""
+    return example_curl(endpoint, model_id, "completions", key)
 
 
 def onboard_record(published, applications, smoke_test=None, smoke_enabled=True):
@@ -186,7 +236,8 @@ def onboard_failures(failed, total, note=""):
 
 def onboard_summary(onboarded, show_keys=False, pruned=None, check_mode=False):
     """The run's summary for a person: per model its product, endpoint, accounts, smoke test and a
-    curl to try (with the first key only when show_keys); then, when maas_prune removed models, which
+    curl to try, for the operation the smoke test called or else the first the model exposes
+    (with the first key only when show_keys); then, when maas_prune removed models, which
     (in check mode, which it would remove)."""
     out = []
     for m in onboarded or []:
@@ -203,7 +254,9 @@ def onboard_summary(onboarded, show_keys=False, pruned=None, check_mode=False):
                                    "OK, %s tokens in %s ms" % (smoke.get("total_tokens"), smoke.get("latency_ms")))
         if show_keys:
             entry["keys"] = ["%s: %s" % (a.get("account"), a.get("user_key")) for a in apps]
-        entry["curl"] = completion_curl(m.get("endpoint"), m.get("model_id"), key or "<API_KEY>")
+        operation = example_operation(m.get("operations"), smoke)
+        entry["curl"] = (example_curl(m.get("endpoint"), m.get("model_id"), operation, key or "<API_KEY>") or
+                         "no example: the product exposes none of completions, chat/completions, embeddings, tokenize")
         out.append(entry)
     if pruned:
         out.append({"pruned": "%s %d model(s) that left the catalog: %s" % (
@@ -212,9 +265,10 @@ def onboard_summary(onboarded, show_keys=False, pruned=None, check_mode=False):
 
 
 # ---------------------------------------------------------------------------------------- verify_models
-def gateway_verdict(status, latency_ms, exists=True, path="/", check_mode=False, slow_ms=2000):
+def gateway_verdict(status, latency_ms, exists=True, path="/", check_mode=False, slow_ms=2000, listed=True):
     """(status, detail) of one health probe through the gateway: OK, slow, key refused, gateway not
-    serving, model down, error N; not published / nothing to probe / check mode report as they are."""
+    serving, model down, model not served (200, but the model list lacks the model id), error N;
+    not published / nothing to probe / check mode report as they are."""
     status = int(status if status is not None else -1)
     if not exists:
         detail = "not published"
@@ -222,6 +276,8 @@ def gateway_verdict(status, latency_ms, exists=True, path="/", check_mode=False,
         detail = "no GET operation to probe"
     elif check_mode:
         detail = "skipped (check mode)"
+    elif status == 200 and not listed:
+        detail = "model not served"
     elif status == 200:
         detail = "slow" if int(latency_ms) > int(slow_ms) else "OK"
     elif status in (401, 403):
@@ -260,16 +316,19 @@ def verify_result(target, product, status, latency_ms=0, check_mode=False, slow_
     """One line of the health report: the model, its endpoint, the verdict and the timing. ``status``
     is the HTTP status, or the gateway_request result itself (its status and latency_ms; a skipped
     call has neither: no answer)."""
-    product = product or {}
+    product, listed = product or {}, True
     if isinstance(status, dict):
+        listed = status.get("model_listed", True) is not False
         status, latency_ms = status.get("status"), status.get("latency_ms") or 0
     status = int(status if status is not None else -1)
     summary, detail = gateway_verdict(status, latency_ms, product.get("exists", False), target.get("path"),
-                                      check_mode, slow_ms)
+                                      check_mode, slow_ms, listed)
     return {"model": target.get("name"), "system_name": target.get("system_name"), "endpoint": product.get("endpoint"),
             "path": target.get("path"), "status": summary, "detail": detail, "http_status": status,
             "latency_ms": int(latency_ms),
-            "line": "%s: %s (HTTP %s, %s ms)" % (target.get("name"), detail, status, int(latency_ms))}
+            "line": "%s: %s (HTTP %s, %s ms)%s" % (target.get("name"), detail, status, int(latency_ms),
+                                                   ": the gateway's model list does not name %s" % target.get("model_id")
+                                                   if detail == "model not served" else "")}
 
 
 def verify_report(results, cluster):
@@ -412,15 +471,19 @@ def prune_plan(crs, models, allow_empty=False):
 
 def verify_targets(crs):
     """What the health check calls for each Product CR: GET /v1/models when the product maps it (vLLM
-    answers it from the loaded model), else GET /health, else nothing (reported, not probed)."""
+    answers it from the loaded model; the answer must list the model id the Product's
+    maas.threescale/model-id annotation names, when it has one), else GET /health, else nothing
+    (reported, not probed)."""
     out = []
     for c in _sorted_crs(crs):
         spec, name = c.get("spec") or {}, (c.get("metadata") or {}).get("name")
         gets = [r.get("pattern") for r in spec.get("mappingRules") or [] if r.get("httpMethod") == "GET"]
         path = "/v1/models" if "/v1/models" in gets else ("/health" if "/health" in gets else "")
+        annotations = (c.get("metadata") or {}).get("annotations") or {}
         out.append({"name": name, "system_name": spec.get("systemName") or name,
                     "plan": (list(spec.get("applicationPlans") or {}) + [""])[0], "path": path,
-                    "operation": {"/v1/models": "models", "/health": "health"}.get(path, "")})
+                    "operation": {"/v1/models": "models", "/health": "health"}.get(path, ""),
+                    "model_id": annotations.get("maas.threescale/model-id", "") if path == "/v1/models" else ""})
     return out
 
 

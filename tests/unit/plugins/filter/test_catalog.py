@@ -362,6 +362,8 @@ def test_both_forms_given_is_refused_naming_both_and_the_way_out():
     assert "nothing was changed" in message and """-e '{"maas_models": []}'""" in message
     # A single field is enough (a misplaced survey answer), accounts as a string too.
     assert "(maas_model_accounts)" in conflict([model()], {"name": "", "accounts": "user1"})
+    assert "(maas_model_id, maas_model_display_name)" not in conflict([model()], {"model_id": "m", "display_name": "M"})
+    assert "(maas_model_display_name, maas_model_id)" in conflict([model()], {"model_id": "m", "display_name": "M"})
     # No conflict: either form alone, an empty list beside the single form, empty single fields.
     assert conflict([model()], {"name": "", "endpoint": "", "accounts": []}) == ""
     assert conflict([], single) == "" and conflict(None, single) == "" and conflict([model()], None) == ""

@@ -188,13 +188,14 @@ def test_usage_rows_and_a_csv_no_spreadsheet_runs():
 def test_managed_product_targets_keys_and_refs():
     crs = [{"metadata": {"name": "z"}, "spec": {"systemName": "zs", "name": "Z", "applicationPlans": {"standard": {}},
                                                 "mappingRules": [{"httpMethod": "GET", "pattern": "/health"}]}},
-           {"metadata": {"name": "a"}, "spec": {"mappingRules": [{"httpMethod": "GET", "pattern": "/v1/models"},
+           {"metadata": {"name": "a", "annotations": {"maas.threescale/model-id": "org/a"}},
+            "spec": {"mappingRules": [{"httpMethod": "GET", "pattern": "/v1/models"},
                                                                  {"httpMethod": "POST", "pattern": "/v1/completions"}]}},
            {"metadata": {"name": "m"}, "spec": {"mappingRules": [{"httpMethod": "POST", "pattern": "/v1/models"}]}}]
     assert F["verify_targets"](crs) == [
-        {"name": "a", "system_name": "a", "plan": "", "path": "/v1/models", "operation": "models"},
-        {"name": "m", "system_name": "m", "plan": "", "path": "", "operation": ""},
-        {"name": "z", "system_name": "zs", "plan": "standard", "path": "/health", "operation": "health"}]
+        {"name": "a", "system_name": "a", "plan": "", "path": "/v1/models", "operation": "models", "model_id": "org/a"},
+        {"name": "m", "system_name": "m", "plan": "", "path": "", "operation": "", "model_id": ""},
+        {"name": "z", "system_name": "zs", "plan": "standard", "path": "/health", "operation": "health", "model_id": ""}]
     assert F["prune_targets"](crs[:2]) == [{"name": "z", "system_name": "zs", "display_name": "Z", "accounts": []},
                                            {"name": "a", "system_name": "", "display_name": "a", "accounts": []}]
     assert F["application_keys"]([{"account": "u", "application_id": 1, "user_key": "k", "state": "live"}]) == [
@@ -333,6 +334,22 @@ def test_verify_result_takes_the_gateway_request_result_itself():
     assert F["verify_result"](target, product, {"skipped": True})["http_status"] == -1
 
 
+def test_a_model_the_gateway_no_longer_lists_is_not_ok():
+    """Issue 20 item 5: HTTP 200 from GET /v1/models is not OK when the list lacks the model id; the
+    latency judged is the HTTP call's own (gateway_request's latency_ms), against slow_ms."""
+    target = {"name": "m", "system_name": "m", "path": "/v1/models", "model_id": "org/m"}
+    product = {"exists": True, "endpoint": "https://gw"}
+    gone = F["verify_result"](target, product, {"status": 200, "latency_ms": 12, "model_listed": False})
+    assert (gone["status"], gone["detail"]) == ("model not served", "model not served")
+    assert gone["line"] == "m: model not served (HTTP 200, 12 ms): the gateway's model list does not name org/m"
+    report = F["verify_report"]([gone], "c")
+    assert report["problem"].startswith("1 model(s) not answering: m: model not served")
+    ok = F["verify_result"](target, product, {"status": 200, "latency_ms": 12, "model_listed": True})
+    assert ok["status"] == "OK" and F["verify_report"]([ok], "c")["problem"] == ""
+    slow = F["verify_result"](target, product, {"status": 200, "latency_ms": 2500, "model_listed": True}, slow_ms=2000)
+    assert slow["status"] == "slow"
+
+
 def test_smoke_test_result_takes_what_was_called_from_the_request_result():
     response = {"endpoint": "https://gw", "operation": "embeddings", "model_id": "m", "status": 200, "latency_ms": 20,
                 "attempts": 1, "usage": {"total_tokens": 3}, "total_tokens": 3}
@@ -384,6 +401,26 @@ def test_the_printed_curl_runs_in_a_real_shell_without_running_a_hostile_model_i
     assert not list(tmp_path.glob("pwned*"))
     assert argv[2] == "https://gw.example/$(touch %s/pwned4)/v1/completions" % tmp_path
     assert json.loads(argv[-1])["model"] == hostile
+
+
+def test_the_printed_example_fits_the_operations_of_the_model():
+    """Issue 20 item 4: an embeddings-only model gets an embeddings call, not a completion that its
+    product would answer with 404 "No Mapping Rule matched"; the operation the smoke test proved wins."""
+    def example(**kw):
+        return shlex.split(F["onboard_summary"]([dict(ONBOARDED[0], **kw)], False)[0]["curl"])
+
+    argv = example(operations=["health", "models", "embeddings"], smoke_test={})
+    assert argv[3] == "https://gw.example/it's/v1/embeddings" and json.loads(argv[-1]) == {
+        "model": "org/model'1", "input": "San Francisco is a"}
+    argv = example(operations=["chat/completions", "embeddings"], smoke_test={})
+    assert argv[3].endswith("/v1/chat/completions") and json.loads(argv[-1])["messages"][0]["role"] == "user"
+    assert example(operations=["tokenize", "models"], smoke_test={})[3].endswith("/tokenize")
+    # The smoke test's own operation is the example (it is the one shown to work).
+    smoke = {"operation": "chat/completions", "total_tokens": 9, "latency_ms": 5}
+    assert example(operations=["completions", "chat/completions"], smoke_test=smoke)[3].endswith("/v1/chat/completions")
+    assert example(smoke_test={"skipped": "no key", "operation": "embeddings"})[3].endswith("/v1/completions")
+    none = F["onboard_summary"]([dict(ONBOARDED[0], operations=["health", "models"])], False)[0]["curl"]
+    assert none.startswith("no example: the product exposes none of")
 
 
 def test_the_summary_says_what_was_pruned():
