@@ -15,7 +15,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,6 +86,18 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive uri loop (minutes at N=200)")
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "bench.json")
     args = parser.parse_args()
+    # What the tools write to the temporary directory (the labs, the kubernetes client's discovery cache
+    # k8srcp-*.json and CA files, ansible-playbook's files) goes to one directory, removed at the end.
+    scratch = tempfile.mkdtemp(prefix="maas-bench-")
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = None
+    try:
+        run(args)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args) -> None:
     t0 = time.monotonic()
     figures: dict = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "load_before": [round(x, 2) for x in os.getloadavg()], "access": {}}

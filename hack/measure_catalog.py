@@ -145,6 +145,7 @@ def run(models: int = 10) -> dict:
             stats.reset()
             report = tmp / "onboard.json"
             seconds, proc = playbook(env, "onboard_model", {"maas_models": [], "maas_discover": True,
+                                                            "maas_discover_namespaces": ["3scale"],
                                                             "maas_report_file": str(report)})
             if proc.returncode != 0:
                 raise RuntimeError("discovery run failed:\n" + proc.stdout[-3000:] + proc.stderr[-2000:])

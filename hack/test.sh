@@ -12,6 +12,12 @@ stages=("$@")
 jobs=${MAAS_TEST_JOBS:-2}
 xdist=()
 [ "$jobs" -le 1 ] || xdist=(-n "$jobs" --dist loadfile)
+# Everything the tests and the tools they run write to the temporary directory (pytest's directories,
+# the kubernetes client's discovery cache k8srcp-*.json and CA files, molecule's and ansible's files)
+# goes to one directory, removed when every stage passed (kept, and named, for debugging otherwise).
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/maas-test.XXXXXX")
+export TMPDIR
+trap 'rc=$?; if [ "$rc" = 0 ]; then rm -rf "$TMPDIR"; else echo "temporary files kept in $TMPDIR" >&2; fi' EXIT
 # pytest's temporary directories (labs, reports, credentials files) are removed after each run, kept
 # only for a failed test (to debug it).
 keep=(-o tmp_path_retention_policy=failed)

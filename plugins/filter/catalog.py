@@ -64,17 +64,23 @@ def model_operations(_value=None):
     return [dict(op) for op in _catalog.OPERATIONS]
 
 
-def inference_service_models(isvcs, accounts=None):
+def inference_service_models(isvcs, accounts=None, allow_endpoint=False):
     """KServe InferenceServices as discovered models: ready, namespace, reason, source, model."""
     try:
-        return [_catalog.inference_service_model(dict(i), accounts) for i in _models(isvcs, "inference_service_models")]
+        return [_catalog.inference_service_model(dict(i), accounts, bool(allow_endpoint))
+                for i in _models(isvcs, "inference_service_models")]
     except ValueError as exc:
         raise AnsibleFilterError(str(exc))
 
 
-def discovered_models(listings, accounts=None):
-    """The models of the InferenceServices k8s_info listed; those not Ready or unreadable set aside."""
-    return _catalog.discovered_models([dict(r) for r in listings or []], accounts)
+def discovered_models(listings, accounts=None, allow_endpoint=False):
+    """The models of the InferenceServices k8s_info listed; those not Ready, unreadable or untrusted set aside."""
+    return _catalog.discovered_models([dict(r) for r in listings or []], accounts, bool(allow_endpoint))
+
+
+def discovery_accounts_check(discovery, account_result):
+    """The discovery without the models whose accounts annotation names an account that does not exist."""
+    return _catalog.discovery_accounts_check(dict(discovery or {}), dict(account_result or {}))
 
 
 def product_resources(models, settings, products=None, current=None):
@@ -113,6 +119,7 @@ class FilterModule(object):
             "smoke_test_operation": smoke_test_operation,
             "inference_service_models": inference_service_models,
             "discovered_models": discovered_models,
+            "discovery_accounts_check": discovery_accounts_check,
             "product_resources": product_resources,
             "promote_requests": promote_requests,
             "stale_openapi_secrets": stale_openapi_secrets,

@@ -236,11 +236,17 @@ def served_model_name(args):
     return ""
 
 
-def inference_service_model(isvc, accounts=None):
+class UntrustedAnnotation(ValueError):
+    """An annotation the discovery does not take from an InferenceService without an explicit option."""
+
+
+def inference_service_model(isvc, accounts=None, allow_endpoint=False):
     """A KServe InferenceService as ``{'ready', 'namespace', 'reason', 'source', 'model'}``.
     The model takes its fields from the maas.threescale/* annotations, else from the object
     (name, status.url, the predictor's --served-model-name). Keys it has no value for are left
-    out, so the playbook's defaults apply to them as to any other model."""
+    out, so the playbook's defaults apply to them as to any other model. The Backend URL is the
+    object's own status.url: an endpoint annotation is taken only with ``allow_endpoint`` (it would
+    let whoever edits the InferenceService send 3scale's traffic anywhere), else UntrustedAnnotation."""
     metadata = isvc.get("metadata") or {}
     status = isvc.get("status") or {}
     annotations = metadata.get("annotations") or {}
@@ -254,6 +260,11 @@ def inference_service_model(isvc, accounts=None):
     for container in predictor.get("containers") or []:
         args.extend(container.get("args") or [])
     source = "InferenceService %s/%s" % (metadata.get("namespace", ""), name)
+    if annotations.get("maas.threescale/endpoint") and not allow_endpoint:
+        raise UntrustedAnnotation(
+            "%s: annotation maas.threescale/endpoint is not trusted, the Backend URL is the InferenceService's own "
+            "status.url. Fix: remove the annotation, or set maas_discover_allow_endpoint_annotation true if whoever "
+            "may edit the InferenceServices of these namespaces may choose where 3scale sends their traffic." % source)
     model = {
         "name": name,
         "display_name": annotations.get("maas.threescale/display-name", ""),
@@ -274,23 +285,32 @@ def inference_service_model(isvc, accounts=None):
             "model": model}
 
 
-def discovered_models(listings, accounts=None):
+def discovered_models(listings, accounts=None, allow_endpoint=False):
     """The models of the InferenceServices a discovery listed (k8s_info results, one per namespace):
-    ``{'models', 'discovered', 'skipped', 'report'}``. An InferenceService that is not Ready, or whose
-    annotations cannot be read, is set aside with its name and the reason (``report``, one line);
-    the others go on."""
+    ``{'models', 'discovered', 'skipped', 'report', 'annotated_accounts'}``. An InferenceService that is
+    not Ready, or whose annotations cannot be read or are not trusted, is set aside with its name and
+    the reason (``report``, one line); the others go on. ``annotated_accounts`` lists, per model whose
+    accounts come from its maas.threescale/accounts annotation, those accounts and the object (they
+    must exist: see discovery_accounts_check)."""
     isvcs = [i for listing in listings or [] for i in (listing or {}).get("resources") or []]
     isvcs.sort(key=lambda i: ((i.get("metadata") or {}).get("namespace") or "", (i.get("metadata") or {}).get("name") or ""))
-    models, discovered, not_ready, invalid = [], [], [], []
+    models, discovered, not_ready, invalid, untrusted, annotated = [], [], [], [], [], []
     for isvc in isvcs:
+        metadata = isvc.get("metadata") or {}
         try:
-            found = inference_service_model(isvc, accounts)
+            found = inference_service_model(isvc, accounts, allow_endpoint)
+        except UntrustedAnnotation as exc:
+            untrusted.append((metadata.get("name") or "", str(exc)))
+            continue
         except ValueError as exc:
-            invalid.append(((isvc.get("metadata") or {}).get("name") or "", str(exc)))
+            invalid.append((metadata.get("name") or "", str(exc)))
             continue
         if found["ready"]:
             models.append(found["model"])
             discovered.append(found["model"]["name"])
+            if (metadata.get("annotations") or {}).get("maas.threescale/accounts"):
+                annotated.append({"name": found["model"]["name"], "source": found["source"],
+                                  "accounts": split_list(found["model"]["accounts"])})
         else:
             not_ready.append((found["model"]["name"], "%s: %s" % (found["source"], found["reason"])))
     report = []
@@ -298,8 +318,34 @@ def discovered_models(listings, accounts=None):
         report.append("Skipped, not Ready: " + "; ".join(r for _n, r in not_ready))
     if invalid:
         report.append("Skipped, unreadable annotations: " + "; ".join(r for _n, r in invalid))
-    return {"models": models, "discovered": discovered, "skipped": [n for n, _r in not_ready + invalid],
-            "report": " ".join(report)}
+    if untrusted:
+        report.append("Skipped, untrusted annotations: " + "; ".join(r for _n, r in untrusted))
+    return {"models": models, "discovered": discovered, "skipped": [n for n, _r in not_ready + invalid + untrusted],
+            "report": " ".join(report), "annotated_accounts": annotated}
+
+
+def discovery_accounts_check(discovery, account_result):
+    """The discovery with the models set aside whose maas.threescale/accounts annotation names an account
+    that does not exist in 3scale (an annotation never creates an account, whatever maas_create_accounts
+    says). ``account_result``: threescale_account's check-mode result for those accounts, in which a
+    missing account has the action ``created``."""
+    discovery = dict(discovery or {})
+    missing = set()
+    for entry in (account_result or {}).get("accounts") or []:
+        if entry.get("action") == "created":
+            missing.update(v for v in (entry.get("username"), entry.get("email")) if v)
+    refused = [(a["name"], "%s: %s" % (a["source"], ", ".join(x for x in a["accounts"] if x in missing)))
+               for a in discovery.get("annotated_accounts") or [] if any(x in missing for x in a["accounts"])]
+    if not refused:
+        return discovery
+    names = set(n for n, _r in refused)
+    discovery["models"] = [m for m in discovery.get("models") or [] if m.get("name") not in names]
+    discovery["discovered"] = [n for n in discovery.get("discovered") or [] if n not in names]
+    discovery["skipped"] = list(discovery.get("skipped") or []) + [n for n, _r in refused]
+    line = ("Skipped, the maas.threescale/accounts annotation names accounts that do not exist in 3scale (an "
+            "annotation never creates an account): " + "; ".join(r for _n, r in refused))
+    discovery["report"] = " ".join(x for x in (discovery.get("report"), line) if x)
+    return discovery
 
 
 # --- custom resources as data ----------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 
 import requests
 import yaml
@@ -39,6 +40,7 @@ def porta_get(env, path, **params):
 def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_path):
     _info, env = own_lab
     publish = {"maas.threescale/publish": "true"}
+    ghost = "ghost-" + uuid.uuid4().hex[:6]
     objs = [
         isvc("disc-a", publish, args=["--served-model-name", "org/model-a"]),
         isvc("disc-b", publish, annotations={"maas.threescale/model-id": "custom-b", "maas.threescale/display-name": "Model B",
@@ -48,18 +50,38 @@ def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_pa
         isvc("disc-c", publish),
         isvc("disc-hidden", {}),  # not labelled: never published
         isvc("disc-broken", publish, annotations={"lab.maas/ready": "false", "lab.maas/message": "weights missing"}),
+        # Issue 19 item 4, the trust model: an InferenceService may not choose the Backend URL (without
+        # maas_discover_allow_endpoint_annotation) nor give an application to an account that does not exist.
+        isvc("disc-redirect", publish, annotations={"maas.threescale/endpoint": "http://attacker.example:8000"}),
+        isvc("disc-ghost", publish, annotations={"maas.threescale/accounts": "user1," + ghost}),
     ]
     manifest = tmp_path / "isvcs.yaml"
     manifest.write_text(yaml.safe_dump_all(objs))
     subprocess.run(["kubectl", "apply", "-f", str(manifest)], env=env, check=True, capture_output=True)
     subprocess.run(["kubectl", "wait", "--for=condition=Ready", "--timeout=60s", "-n", "3scale",
                     "inferenceservices.serving.kserve.io/disc-a", "inferenceservices.serving.kserve.io/disc-b",
-                    "inferenceservices.serving.kserve.io/disc-c"], env=env, check=True, capture_output=True)
+                    "inferenceservices.serving.kserve.io/disc-c", "inferenceservices.serving.kserve.io/disc-redirect",
+                    "inferenceservices.serving.kserve.io/disc-ghost"], env=env, check=True, capture_output=True)
     report = tmp_path / "report.json"
-    catalog = {"maas_models": [], "maas_discover": True, "maas_discover_accounts": ["user1"], "maas_report_file": str(report)}
+    # Discovery names the namespaces it trusts: none given, nothing is done.
+    refused = subprocess.run(["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
+                              json.dumps({"maas_models": [], "maas_discover": True})],
+                             cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert refused.returncode != 0 and "maas_discover_namespaces is empty, nothing was changed" in " ".join(
+        refused.stdout.split()), refused.stdout[-3000:]
+    # maas_create_accounts does not let an annotation create an account.
+    catalog = {"maas_models": [], "maas_discover": True, "maas_discover_namespaces": ["3scale"],
+               "maas_discover_accounts": ["user1"], "maas_report_file": str(report),
+               "maas_create_accounts": True, "maas_account_password": "Pw-" + uuid.uuid4().hex}
     proc, seconds = onboard(env, catalog)
     out = " ".join(proc.stdout.split())
     assert "Skipped, not Ready: InferenceService 3scale/disc-broken: weights missing" in out, out[-3000:]
+    assert ("Skipped, untrusted annotations: InferenceService 3scale/disc-redirect: annotation maas.threescale/endpoint "
+            "is not trusted") in out, out[-3000:]
+    assert ("the maas.threescale/accounts annotation names accounts that do not exist in 3scale (an annotation never "
+            "creates an account): InferenceService 3scale/disc-ghost: %s" % ghost) in out, out[-3000:]
+    status, found = porta_get(env, "/accounts/find.json", username=ghost)
+    assert status == 404, found
     models = {m["name"]: m for m in json.loads(report.read_text())["models"]}
     assert set(models) == {"disc-a", "disc-b", "disc-c"}
     assert models["disc-a"]["model_id"] == "org/model-a" and models["disc-c"]["model_id"] == "disc-c"
@@ -70,8 +92,8 @@ def test_discovery_onboards_the_ready_labelled_inferenceservices(own_lab, tmp_pa
     assert all(m["smoke_test"]["status"] == 200 for m in models.values())
     # 3scale holds exactly those products (the workshop's granite and the tenant's sample API besides).
     names = {x["service"]["system_name"] for x in porta_get(env, "/services.json")[1]["services"]}
-    assert {"disc-a", "disc-b", "disc-c"} <= names and not {"disc-hidden", "disc-broken"} & names
-    print(f"\ndiscovery: 3 of 5 InferenceServices published (1 unlabelled, 1 not Ready) in {seconds:.1f}s")
+    assert {"disc-a", "disc-b", "disc-c"} <= names and not {"disc-hidden", "disc-broken", "disc-redirect", "disc-ghost"} & names
+    print(f"\ndiscovery: 3 of 7 InferenceServices published (1 unlabelled, 1 not Ready, 2 untrusted) in {seconds:.1f}s")
 
     # disc-c loses its label: a dry run lists exactly it, then the prune run removes exactly it.
     c_apps = [a["application_id"] for a in models["disc-c"]["applications"]]

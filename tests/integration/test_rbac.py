@@ -67,7 +67,8 @@ def test_the_collection_runs_with_the_least_privilege_token(sa_env, tmp_path):
     assert run(["kubectl", "-n", "3scale", "wait", "--for=condition=Ready", "--timeout=60s",
                 "inferenceservices.serving.kserve.io/rbac-disc"], admin_env).returncode == 0
     report = tmp_path / "report.json"
-    playbook(env, "onboard_model.yml", {"maas_models": [], "maas_discover": True, "maas_discover_accounts": ["user1"],
+    playbook(env, "onboard_model.yml", {"maas_models": [], "maas_discover": True, "maas_discover_namespaces": ["3scale"],
+                                        "maas_discover_accounts": ["user1"],
                                         "maas_prune": True, "maas_report_file": str(report)})
     products = json.loads(run(["kubectl", "-n", "3scale", "get", "products", "-o", "json"], admin_env).stdout)["items"]
     names = {p["metadata"]["name"] for p in products}

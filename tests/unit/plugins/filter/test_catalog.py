@@ -176,7 +176,7 @@ def test_annotations_win_over_the_object_and_the_defaults():
     ann = {"maas.threescale/display-name": "Granite 🪨", "maas.threescale/endpoint": "http://internal:8000",
            "maas.threescale/model-id": "ibm/granite", "maas.threescale/accounts": "a,b",
            "maas.threescale/operations": "completions", "maas.threescale/limits": '[{"metric": "hits", "period": "day", "value": 9}]'}
-    m = catalog.inference_service_model(isvc(annotations=ann), ["u1"])["model"]
+    m = catalog.inference_service_model(isvc(annotations=ann), ["u1"], allow_endpoint=True)["model"]
     assert m == {"name": "llm", "display_name": "Granite 🪨", "endpoint": "http://internal:8000", "model_id": "ibm/granite",
                  "accounts": "a,b", "operations": "completions", "limits": [{"metric": "hits", "period": "day", "value": 9}]}
     normalised = catalog.catalog([m])
@@ -408,7 +408,36 @@ def test_discovered_models_set_aside_not_ready_and_unreadable_ones_and_go_on():
     assert "Skipped, not Ready: InferenceService llm/alpha: weights missing" in out["report"]
     assert "Skipped, unreadable annotations: InferenceService llm/beta: annotation maas.threescale/limits is not JSON" \
         in out["report"]
-    assert catalog.discovered_models([], None) == {"models": [], "discovered": [], "skipped": [], "report": ""}
+    assert catalog.discovered_models([], None) == {"models": [], "discovered": [], "skipped": [], "report": "",
+                                                   "annotated_accounts": []}
+
+
+def test_discovery_trusts_status_url_and_existing_accounts_only():
+    """Issue 19 item 4: the Backend URL is the object's status.url unless the endpoint annotation is
+    explicitly allowed; an accounts annotation may only name accounts that exist."""
+    def isvc(name, **annotations):
+        return {"metadata": {"name": name, "namespace": "llm", "generation": 1, "annotations": annotations},
+                "status": {"url": "https://%s.llm.svc" % name, "observedGeneration": 1,
+                           "conditions": [{"type": "Ready", "status": "True"}]}}
+    listings = [{"resources": [isvc("plain"), isvc("moved", **{"maas.threescale/endpoint": "http://elsewhere:8000"}),
+                               isvc("named", **{"maas.threescale/accounts": "user2, ghost"})]}]
+    flt = filters.FilterModule().filters()
+    out = flt["discovered_models"](listings, ["user1"])
+    assert out["discovered"] == ["named", "plain"] and out["skipped"] == ["moved"]
+    assert ("Skipped, untrusted annotations: InferenceService llm/moved: annotation maas.threescale/endpoint is not "
+            "trusted") in out["report"] and "maas_discover_allow_endpoint_annotation" in out["report"]
+    assert out["annotated_accounts"] == [{"name": "named", "source": "InferenceService llm/named", "accounts": ["user2", "ghost"]}]
+    allowed = flt["discovered_models"](listings, ["user1"], True)
+    assert {m["name"]: m["endpoint"] for m in allowed["models"]}["moved"] == "http://elsewhere:8000"
+    with pytest.raises(AnsibleFilterError, match="not trusted"):
+        flt["inference_service_models"]([isvc("moved", **{"maas.threescale/endpoint": "http://x"})])
+    # The account lookup (threescale_account in check mode: a missing account is "created") sets "named" aside.
+    lookup = {"accounts": [{"username": "user2", "action": "none"}, {"username": "ghost", "action": "created"}]}
+    checked = flt["discovery_accounts_check"](out, lookup)
+    assert checked["discovered"] == ["plain"] and [m["name"] for m in checked["models"]] == ["plain"]
+    assert checked["skipped"] == ["moved", "named"]
+    assert checked["report"].endswith("(an annotation never creates an account): InferenceService llm/named: ghost")
+    assert flt["discovery_accounts_check"](out, {"accounts": [{"username": "ghost", "action": "none"}]}) == out
 
 
 @pytest.mark.parametrize("operations,expected", [
