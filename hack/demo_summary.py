@@ -46,8 +46,8 @@ def main(report_path, lab_dir, log_path):
         out += ["", "%s is served through the 3scale production gateway (product %s, accounts %s)."
                 % (m["model_id"], m["product"], ", ".join(a["account"] for a in m["applications"]))]
         if smoke.get("status"):
-            out.append("  smoke test: %s -> HTTP %s in %s ms: %s" % (operation, smoke["status"], smoke.get("latency_ms"),
-                                                                 json.dumps(smoke.get("text") or "")[:100]))
+            answer = json.dumps(smoke.get("text") or "")[:100]
+            out.append("  smoke test: %s -> HTTP %s in %s ms: %s" % (operation, smoke["status"], smoke.get("latency_ms"), answer))
         out += ["", "  OpenAI base URL  %s/v1" % base,
                 "  API key          %s   (%s's; shown because this is the local, throwaway lab: against a real"
                 % (key, account),

@@ -17,7 +17,11 @@ xdist=()
 # goes to one directory, removed when every stage passed (kept, and named, for debugging otherwise).
 TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/maas-test.XXXXXX")
 export TMPDIR
-trap 'rc=$?; if [ "$rc" = 0 ]; then rm -rf "$TMPDIR"; else echo "temporary files kept in $TMPDIR" >&2; fi' EXIT
+cleanup() {
+  local rc=$?
+  if [ "$rc" = 0 ]; then rm -rf "$TMPDIR"; else echo "temporary files kept in $TMPDIR" >&2; fi
+}
+trap cleanup EXIT
 # pytest's temporary directories (labs, reports, credentials files) are removed after each run, kept
 # only for a failed test (to debug it).
 keep=(-o tmp_path_retention_policy=failed)

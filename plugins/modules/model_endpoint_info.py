@@ -15,12 +15,12 @@ short_description: Ask vLLM endpoints which model ids they serve, before a model
 version_added: 1.1.0
 description:
   - Sends C(GET /v1/models) to the endpoint of each model, directly (not through 3scale), all
-    endpoints at once, and compares the ids the answer lists with the model's O(models[].model_id).
+    endpoints at once, and compares the ids the answer lists with the model's C(model_id).
   - A model whose endpoint answers without its id is listed in RV(unserved) with the ids the
     endpoint does serve, so that a play can stop before anything is created for it.
   - An endpoint the controller cannot reach (a cluster-internal C(*.svc.cluster.local) name seen from
     outside the cluster, a refused connection, a timeout, a TLS error, an answer that is not a vLLM
-    model list) is not an error: it is listed in RV(unchecked) with the reason, with a warning, and
+    model list) is not an error; it is listed in RV(unchecked) with the reason, with a warning, and
     the smoke test through the gateway is then what checks the model.
   - Only reads; runs the same in check mode.
 author:
@@ -49,8 +49,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Only reads; the endpoints are asked in check mode too.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
 """
 
 EXAMPLES = r"""

@@ -190,7 +190,7 @@ def test_managed_product_targets_keys_and_refs():
                                                 "mappingRules": [{"httpMethod": "GET", "pattern": "/health"}]}},
            {"metadata": {"name": "a", "annotations": {"maas.threescale/model-id": "org/a"}},
             "spec": {"mappingRules": [{"httpMethod": "GET", "pattern": "/v1/models"},
-                                                                 {"httpMethod": "POST", "pattern": "/v1/completions"}]}},
+                                      {"httpMethod": "POST", "pattern": "/v1/completions"}]}},
            {"metadata": {"name": "m"}, "spec": {"mappingRules": [{"httpMethod": "POST", "pattern": "/v1/models"}]}}]
     assert F["verify_targets"](crs) == [
         {"name": "a", "system_name": "a", "plan": "", "path": "/v1/models", "operation": "models", "model_id": "org/a"},
