@@ -334,28 +334,40 @@ class LeaseLocker:
                 self.renewed_at[name] = self.monotonic()
 
     # -- renew ---------------------------------------------------------------------------------
+    def _still_ours(self, name, held):
+        """The Lease as read now when it is still the one this run took (same uid, this holder), else None.
+        Its resourceVersion may have moved on: the run's background keeper (state kept) renews it too."""
+        cur = self.api.get(name)
+        md, spec = (cur or {}).get("metadata") or {}, (cur or {}).get("spec") or {}
+        if cur and md.get("uid") == held.get("uid") and spec.get("holderIdentity") == self.holder:
+            return cur
+        return None
+
     def renew_one(self, name, held):
-        """Merge-patch renewTime at the resourceVersion this run wrote (a precondition: 409 when
-        the Lease changed since). A 409 after an unanswered attempt is checked with a read."""
-        stamp = micro_time(self.clock())
-        patch = {"metadata": {"resourceVersion": held.get("resource_version")},
-                 "spec": {"renewTime": stamp, "holderIdentity": self.holder}}
-        status, data, ambiguous = self.api.call("PATCH", self.api.path(name), patch, "application/merge-patch+json")
-        if status == 200:
-            return data
-        if status == 409 and ambiguous:
-            cur = self.api.get(name)
-            spec = (cur or {}).get("spec") or {}
-            if cur and spec.get("holderIdentity") == self.holder and spec.get("renewTime") == stamp \
-                    and (cur.get("metadata") or {}).get("uid") == held.get("uid"):
-                return cur   # our unanswered attempt went through
-        seen = None
+        """Merge-patch renewTime at the resourceVersion this run last saw (a precondition: 409 when the
+        Lease changed since). On a 409 the Lease is read: still this run's (same uid and holder, renewed
+        meanwhile by its keeper, or by our own unanswered attempt), it is renewed at the version read;
+        otherwise it was lost."""
+        for _attempt in range(5):
+            stamp = micro_time(self.clock())
+            patch = {"metadata": {"resourceVersion": held.get("resource_version")},
+                     "spec": {"renewTime": stamp, "holderIdentity": self.holder}}
+            status, data, _ambiguous = self.api.call("PATCH", self.api.path(name), patch, "application/merge-patch+json")
+            if status == 200:
+                return data
+            if status != 409:
+                break
+            cur = self._still_ours(name, held)
+            if cur is None:
+                break
+            held = held_entry(cur)
+        seen, cur = None, None
         if status in (404, 409):
             cur = self.api.get(name)
             seen = ((cur or {}).get("spec") or {}).get("holderIdentity")
         raise LeaseError("Lease %s/%s is no longer held by %s (%s; holder now %s)."
                          % (self.ns, name, self.holder, status_message(status, data), seen or "none"),
-                         name=name, holder=seen)
+                         name=name, holder=seen, gone=cur is None and status == 404)
 
     def renew(self, held_list):
         """Renew every Lease of held_list; the ones lost are listed in self.lost (not raised) so the
@@ -374,15 +386,24 @@ class LeaseLocker:
 
     # -- release -------------------------------------------------------------------------------
     def release_one(self, held):
-        """DELETE with uid and resourceVersion preconditions: after an expiry another run may hold it."""
+        """DELETE with uid and resourceVersion preconditions: after an expiry another run may hold it.
+        On a 409 the Lease is read: still this run's (renewed meanwhile by its keeper), it is deleted at
+        the version read; otherwise it is another run's and left alone."""
         name = held["name"]
-        options = {"kind": "DeleteOptions", "apiVersion": "v1",
-                   "preconditions": {"uid": held.get("uid"), "resourceVersion": held.get("resource_version")}}
-        status, data, ambiguous = self.api.call("DELETE", self.api.path(name), options)
-        if status in (200, 202):
-            return "released"
-        if status == 404:
-            return "released" if ambiguous else "gone"
+        for _attempt in range(5):
+            options = {"kind": "DeleteOptions", "apiVersion": "v1",
+                       "preconditions": {"uid": held.get("uid"), "resourceVersion": held.get("resource_version")}}
+            status, data, ambiguous = self.api.call("DELETE", self.api.path(name), options)
+            if status in (200, 202):
+                return "released"
+            if status == 404:
+                return "released" if ambiguous else "gone"
+            if status != 409:
+                break
+            cur = self._still_ours(name, held) if self.holder else None
+            if cur is None:
+                return "not_ours"
+            held = held_entry(cur)
         if status == 409:
             return "not_ours"
         raise LeaseError("Cannot release the Lease %s/%s: %s" % (self.ns, name, status_message(status, data)), name=name)
@@ -398,6 +419,28 @@ class LeaseLocker:
             out.append(entry)
             self.held.pop(held["name"], None)
         return out
+
+    # -- keep -----------------------------------------------------------------------------------
+    def keep(self, held_list, alive, every=None, tick=1.0):
+        """Renew every Lease of held_list each ``every`` seconds (a third of the duration) for as long as
+        ``alive()`` is true: the run that took them is still running. Returns why it stopped: ``ended``
+        (the run is gone: the Leases expire one duration after the last renewal, so a killed run's
+        successor goes on within about a minute), ``released`` (the run deleted them) or ``lost``
+        (another holder has one). Never deletes anything."""
+        every = float(every or max(1.0, self.duration / 3.0))
+        held = dict((h["name"], dict(h)) for h in held_list)
+        due = self.monotonic() + every
+        while True:
+            if not alive():
+                return "ended"
+            if self.monotonic() >= due:
+                for name in sorted(held):
+                    try:
+                        held[name] = held_entry(self.renew_one(name, held[name]))
+                    except LeaseError as e:
+                        return "released" if e.details.get("gone") else "lost"
+                due = self.monotonic() + every
+            self.sleep(tick)
 
     def release_all_taken(self):
         """After a failed acquire: give back what this run took, best effort."""

@@ -25,9 +25,17 @@ description:
     their duration has passed. When one name cannot be had, the Leases this run took are released and
     the task fails naming the holder."
   - "O(state=renewed): sets C(renewTime) of each Lease in O(held) with a merge patch carrying the
-    C(resourceVersion) this run wrote (a precondition): the task fails when another run took a Lease over."
+    C(resourceVersion) this run last saw (a precondition); after a C(Conflict) the Lease is read, and renewed
+    at the version read when it still has the C(uid) of O(held) and O(holder) (the keeper below renewed it
+    meanwhile): the task fails when another run took a Lease over."
   - "O(state=released): deletes each Lease in O(held) with C(uid) and C(resourceVersion) preconditions,
-    so a Lease that expired and was taken by another run is left alone (reported, not an error)."
+    read again after a C(Conflict) the same way, so a Lease that expired and was taken by another run is left
+    alone (reported, not an error)."
+  - "O(state=kept): renews each Lease in O(held) every third of O(lease_duration) for as long as the process
+    O(watch_pid) (the C(ansible-playbook) run that took them, see the C(maas.threescale.run_pid) lookup) is
+    alive, and ends when that process is gone, when the Leases are released, or when another holder has one.
+    Meant to run in the background (C(async), C(poll: 0)): a run keeps short Leases however long it waits, and
+    a run killed with C(-9) stops renewing them, so the next run takes them over one O(lease_duration) later."
   - Answers 429 (waiting for C(Retry-After)), 500, 502, 503, 504 and requests that got no answer are
     retried O(retries) times.
   - "Cost: acquiring N free names takes 2 requests per name (read, create); renewing and releasing 1 each."
@@ -51,15 +59,17 @@ options:
     required: true
   state:
     description:
-      - V(acquired) takes the Leases, V(renewed) renews the ones this run holds, V(released) deletes them.
+      - V(acquired) takes the Leases, V(renewed) renews the ones this run holds, V(released) deletes them,
+        V(kept) renews them for as long as O(watch_pid) lives.
     type: str
-    choices: [acquired, renewed, released]
+    choices: [acquired, renewed, released, kept]
     default: acquired
   holder:
     description:
       - C(holderIdentity) this run writes. A Lease already held by this identity is taken over at once, so
         give each run its own identity unless it must take over the Lease of a killed run of the same job.
-      - Required with O(state=acquired) and O(state=renewed).
+      - Required with O(state=acquired), O(state=renewed) and O(state=kept); with O(state=released), lets a
+        Lease renewed since O(held) was written be released (it is read and checked to be this holder's).
     type: str
   lease_duration:
     description:
@@ -96,6 +106,10 @@ options:
         description: C(metadata.resourceVersion) of the Lease this run last wrote.
         type: str
         required: true
+  watch_pid:
+    description:
+      - With O(state=kept), the process whose life the Leases are kept for (the C(ansible-playbook) process).
+    type: int
   retries:
     description:
       - How many times one request is retried after a 429, 500, 502, 503, 504 or no answer.
@@ -166,6 +180,12 @@ leases:
   returned: always
   type: list
   elements: dict
+stopped:
+  description:
+    - With O(state=kept), why the keeping ended, V(ended) (the process O(watch_pid) is gone), V(released) (the
+      Leases were deleted) or V(lost) (another holder has one).
+  returned: when O(state=kept), not in check mode
+  type: str
 waited:
   description: Seconds spent waiting for Leases held by others.
   returned: always
@@ -195,7 +215,9 @@ lease_name:
   type: str
 """
 
+import errno
 import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.maas.threescale.plugins.module_utils import k8s_connection
@@ -214,7 +236,7 @@ def argument_spec():
     return dict(
         names=dict(type="list", elements="str", default=[]),
         namespace=dict(type="str", required=True),
-        state=dict(type="str", choices=["acquired", "renewed", "released"], default="acquired"),
+        state=dict(type="str", choices=["acquired", "renewed", "released", "kept"], default="acquired"),
         holder=dict(type="str"),
         lease_duration=dict(type="int", default=900),
         wait_timeout=dict(type="float", default=900),
@@ -222,6 +244,7 @@ def argument_spec():
         held=dict(type="list", elements="dict", default=[], options=dict(
             name=dict(type="str", required=True), uid=dict(type="str"),
             resource_version=dict(type="str", required=True))),
+        watch_pid=dict(type="int"),
         retries=dict(type="int", default=5),
         retry_delay=dict(type="float", default=2.0),
         **k8s_connection.auth_argument_spec()
@@ -250,10 +273,27 @@ class Transport:
             raise LeaseError(e.message)
 
 
+def pid_alive(pid):
+    """Whether the process ``pid`` still exists (a zombie counts as gone)."""
+    try:
+        os.kill(int(pid), 0)
+    except OSError as e:
+        if e.errno == errno.ESRCH:
+            return False
+        if e.errno != errno.EPERM:
+            raise
+    try:
+        with open("/proc/%d/stat" % int(pid)) as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (IOError, OSError, IndexError):
+        return True
+
+
 def main():
     k8s_connection.require(AnsibleModule)
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_if=[("state", "acquired", ("holder",)), ("state", "renewed", ("holder",))])
+                           required_if=[("state", "acquired", ("holder",)), ("state", "renewed", ("holder",)),
+                                        ("state", "kept", ("holder", "watch_pid"))])
     k8s_connection.require_client(module)
     p = module.params
     api = LeaseApi(Transport(module), p["namespace"], retries=p["retries"], retry_delay=p["retry_delay"])
@@ -291,6 +331,11 @@ def main():
                        reason="held_by_other", holder_seen=e.details.get("holder"), lease_name=e.details.get("name"))
             result["changed"] = bool(result["leases"])
             result["held"] = [held_entry(e["lease"]) for e in result["leases"]]
+        elif p["state"] == "kept" and module.check_mode:
+            result["leases"] = [{"name": h["name"], "action": "kept"} for h in held]
+        elif p["state"] == "kept":
+            result["stopped"] = locker.keep(held, lambda: pid_alive(p["watch_pid"]))
+            result["held"] = held if result["stopped"] == "ended" else []
         elif module.check_mode:
             result["leases"] = [{"name": h["name"], "action": p["state"]} for h in held]
             result["changed"] = bool(held)

@@ -118,3 +118,30 @@ def test_kill_at_four_points_then_rerun_converges(lab, lab_env):
     print(f"\nkill -9 points tried ({time.monotonic() - t_all:.0f}s in all):\n  " + "\n  ".join(tried)
           + f"\n  PCPs left by the killed runs: {leftover or 'none'}"
           + f"\n  re-run converged in {rerun_s:.0f}s (rc 0, {figures}); next run changed=0 in {again_s:.0f}s")
+
+
+def test_a_killed_run_lets_the_next_one_go_on_within_two_minutes(lab, lab_env):
+    """Issue 19 item 7: with the default identity (random per run) and the default Lease of 60 s, kept
+    renewed by a background task only while its ansible-playbook process lives, a run killed with -9
+    does not lock the next one out for long: the re-run takes the Lease over once it expires and
+    converges within 2 minutes, nothing doubled."""
+    name = "kilt" + uuid.uuid4().hex[:6]
+    accounts = ["user1", "user5"]
+    extra = {"maas_models": [model(lab_env, name, accounts)], "maas_lock_poll_interval": 0.5}
+
+    def after_product_apply(out):
+        return (ROLE + "Wait for the Product to be synced") in out and "the Product wait started"
+    at, _detail = run_until(lab_env, extra, after_product_apply)
+    lease = json.loads(subprocess.run(["kubectl", "get", "lease", "-n", "3scale", f"maas-onboard-{name}", "-o", "json"],
+                                      env=lab_env, check=True, capture_output=True, text=True).stdout)
+    assert lease["spec"]["leaseDurationSeconds"] == 60
+    t0 = time.monotonic()
+    proc, rerun_s = playbook(lab_env, "onboard_model", extra)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert rerun_s < 120, f"the re-run took {rerun_s:.0f}s: the killed run's Lease was still renewed"
+    # It waited for the killed run's Lease (held by that run's random identity) to expire, then took it.
+    assert f"Holding maas-onboard-{name} after waiting" in proc.stdout and lease["spec"]["holderIdentity"] in proc.stdout, \
+        proc.stdout[-3000:]
+    figures = assert_converged(lab_env, name, accounts)
+    print(f"\nkilled at {at:.1f}s; the re-run took the expired Lease over and converged in {time.monotonic() - t0:.0f}s "
+          f"({figures})")

@@ -327,7 +327,7 @@ def test_renew_patches_at_our_resource_version_and_detects_a_take_over():
     store.put_lease("b", "thief", clock.now(), 60)    # b expired and another run took it
     out = lk.renew([held_of(store, "a"), stale])
     assert [e["name"] for e in out] == ["a"]
-    assert lk.lost[0].details == {"name": "b", "holder": "thief"} and "holder now thief" in lk.lost[0].msg
+    assert lk.lost[0].details == {"name": "b", "holder": "thief", "gone": False} and "holder now thief" in lk.lost[0].msg
 
 
 def test_renew_whose_answer_was_lost_is_recognised():
@@ -360,3 +360,54 @@ def test_release_deletes_only_what_is_still_ours():
     assert lk.release([mine_b])[0]["action"] == "not_ours"
     store.objects.pop("b")
     assert lk.release([mine_b])[0]["action"] == "gone"
+
+
+# -- keep (issue 19 item 7: short Leases renewed for as long as the run lives) -------------------
+
+def test_keep_renews_every_third_of_the_duration_while_the_run_lives_then_stops():
+    store, clock = Store(), Clock()
+    lk = locker(store, clock, duration=60)
+    lk.acquire(["a", "b"], 5, 1)
+    held = [held_of(store, "a"), held_of(store, "b")]
+    assert lk.keep(held, alive=lambda: clock.t < 100) == "ended"   # the run's process went away at t=100
+    patches = [n for m, n in store.log if m == "PATCH"]
+    assert patches == ["a", "b"] * 4                                 # at t=20, 40, 60 and 80; gone at 100
+    # Never expired while kept; after the run ended it expires one duration after the last renewal.
+    last = parse_time(store.objects["a"]["spec"]["renewTime"])
+    assert (last - T0).total_seconds() >= 80 and expires_at(store.objects["a"]) == last + datetime.timedelta(seconds=60)
+    assert sorted(store.objects) == ["a", "b"]                       # keeping never deletes
+
+
+def test_keep_stops_when_the_run_releases_or_another_holder_has_one():
+    store, clock = Store(), Clock()
+    lk = locker(store, clock, duration=30)
+    lk.acquire(["a"], 5, 1)
+    held = [held_of(store, "a")]
+    store.hooks.append(lambda m, n: store.objects.pop("a", None) if clock.t >= 25 else None)  # the run released it
+    assert lk.keep(held, alive=lambda: True) == "released"
+    store, clock = Store(), Clock()
+    lk = locker(store, clock, duration=30)
+    lk.acquire(["a"], 5, 1)
+    held = [held_of(store, "a")]
+    store.put_lease("a", "thief", clock.now(), 30)
+    assert lk.keep(held, alive=lambda: True) == "lost"
+
+
+def test_the_run_renews_and_releases_leases_its_keeper_renewed_meanwhile():
+    """The keeper's renewals move the resourceVersion on: the run's own renew and release see a 409,
+    read the Lease, find their uid and holder, and act at the version read."""
+    store, clock = Store(), Clock()
+    lk = locker(store, clock)
+    lk.acquire(["a"], 5, 1)
+    stale = held_of(store, "a")
+    keeper = locker(store, clock)
+    keeper.renew([stale])                         # the keeper renewed: stale is one version behind
+    assert held_of(store, "a")["resource_version"] != stale["resource_version"]
+    clock.t += 5
+    out = lk.renew([stale])
+    assert out[0]["name"] == "a" and not lk.lost
+    keeper.renew([held_of(store, "a")])
+    assert lk.release([stale])[0]["action"] == "released" and store.objects == {}
+    # Another run's Lease of the same name is never released by a stale entry.
+    store.put_lease("a", "me", clock.now(), 60)   # same holder name but a new object (new uid)
+    assert lk.release([stale])[0]["action"] == "not_ours" and "a" in store.objects
