@@ -429,7 +429,7 @@ class LeaseLocker:
         (another holder has one). Never deletes anything."""
         every = float(every or max(1.0, self.duration / 3.0))
         held = dict((h["name"], dict(h)) for h in held_list)
-        due = self.monotonic() + every
+        due = self.monotonic()  # at once: the keeper's own start-up may have taken part of the duration
         while True:
             if not alive():
                 return "ended"

@@ -42,9 +42,10 @@ def test_two_runs_at_once_make_one_product_and_one_application_each(lab_env):
     args = ["ansible-playbook", "-i", "inventories/lab", "playbooks/onboard_model.yml", "-e",
             json.dumps({"maas_models": [{"name": name, "endpoint": lab_env["LAB_MODEL_URL"], "model_id": MODEL_ID,
                                          "accounts": accounts}], "maas_lock_poll_interval": 0.5,
-                        # 6 s Leases, much shorter than a run: only the background keeper (k8s_lease state
-                        # kept) renewing them keeps the second run from taking over while the first works.
-                        "maas_lock_duration": 6})]
+                        # 15 s Leases, much shorter than a run (40-90 s): only the background keeper (k8s_lease
+                        # state kept) renewing them keeps the second run from taking over while the first works.
+                        # (6 s was too short for the keeper's own start-up on a loaded 2-core machine.)
+                        "maas_lock_duration": 15})]
     runs = [subprocess.Popen(args, cwd=REPO, env=dict(lab_env, ANSIBLE_NOCOLOR="1"), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for _run in range(2)]
     outs = [r.communicate(timeout=600)[0] for r in runs]

@@ -371,7 +371,7 @@ def test_keep_renews_every_third_of_the_duration_while_the_run_lives_then_stops(
     held = [held_of(store, "a"), held_of(store, "b")]
     assert lk.keep(held, alive=lambda: clock.t < 100) == "ended"   # the run's process went away at t=100
     patches = [n for m, n in store.log if m == "PATCH"]
-    assert patches == ["a", "b"] * 4                                 # at t=20, 40, 60 and 80; gone at 100
+    assert patches == ["a", "b"] * 5                                 # at once, then t=20, 40, 60, 80; gone at 100
     # Never expired while kept; after the run ended it expires one duration after the last renewal.
     last = parse_time(store.objects["a"]["spec"]["renewTime"])
     assert (last - T0).total_seconds() >= 80 and expires_at(store.objects["a"]) == last + datetime.timedelta(seconds=60)
