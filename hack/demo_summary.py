@@ -34,8 +34,10 @@ def lab_key(lab, product_id, account):
 
 
 def main(report_path, lab_dir, log_path):
-    report = json.load(open(report_path, encoding="utf-8"))
-    lab = json.load(open("%s/lab.json" % lab_dir, encoding="utf-8"))
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    with open("%s/lab.json" % lab_dir, encoding="utf-8") as f:
+        lab = json.load(f)
     out = []
     for m in report["models"]:
         smoke = m.get("smoke_test") or {}

@@ -99,10 +99,11 @@ def main():
     group.add_argument("--check", dest="mode", action="store_const", const="--check")
     group.add_argument("--write", dest="mode", action="store_const", const="--write")
     mode = ap.parse_args().mode or "--check"
-    text = render(known())
+    names = known()
+    text = render(names)
     if mode == "--write":
         KNOWN_FILE.write_text(text)
-        print("wrote %s (%d names)" % (KNOWN_FILE.relative_to(ROOT), len(known())))
+        print("wrote %s (%d names)" % (KNOWN_FILE.relative_to(ROOT), len(names)))
         return 0
     rc = 0
     if not KNOWN_FILE.exists() or KNOWN_FILE.read_text() != text:
@@ -112,7 +113,7 @@ def main():
         print("%s is read by the playbooks or roles but documented nowhere: document it in %s" % (name, where))
         rc = 1
     if rc == 0:
-        print("variables: %d known, every one documented" % len(known()))
+        print("variables: %d known, every one documented" % len(names))
     return rc
 
 

@@ -76,10 +76,16 @@ def split_list(value):
     return [item for item in (_text(v) for v in value) if item]
 
 
+def _given(models):
+    """Whether maas_models was given: anything but None or an empty collection (a wrong type counts,
+    so that it reaches the argument spec check)."""
+    return models is not None and (not hasattr(models, "__len__") or len(models) > 0)
+
+
 def select_input(models, single):
     """The models a playbook works on: ``models`` when given (anything non-empty, so that a wrong
     type reaches the argument spec check), else the single-model form when it has a name, else []."""
-    if models is not None and (not hasattr(models, "__len__") or len(models) > 0):
+    if _given(models):
         return models
     single = single or {}
     return [dict(single)] if _text(single.get("name")) else []
@@ -93,7 +99,7 @@ SINGLE_FORM = (("name", "maas_model_name"), ("display_name", "maas_model_display
 def input_conflict(models, single):
     """The error when both maas_models and the single-model maas_model_* form are given ("" when not):
     the single form would be ignored, so the run stops naming both and the way to choose one."""
-    if models is None or (hasattr(models, "__len__") and len(models) == 0):
+    if not _given(models):
         return ""
     given = [var for key, var in SINGLE_FORM if split_list((single or {}).get(key))]
     if not given:
@@ -324,16 +330,23 @@ def discovered_models(listings, accounts=None, allow_endpoint=False):
             "report": " ".join(report), "annotated_accounts": annotated}
 
 
+def created_accounts(account_result):
+    """The usernames and emails of the accounts threescale_account created, or in check mode would
+    create (action ``created``): in a check-mode lookup, the accounts that do not exist."""
+    names = set()
+    for entry in (account_result or {}).get("accounts") or []:
+        if entry.get("action") == "created":
+            names.update(v for v in (entry.get("username"), entry.get("email")) if v)
+    return names
+
+
 def discovery_accounts_check(discovery, account_result):
     """The discovery with the models set aside whose maas.threescale/accounts annotation names an account
     that does not exist in 3scale (an annotation never creates an account, whatever maas_create_accounts
     says). ``account_result``: threescale_account's check-mode result for those accounts, in which a
     missing account has the action ``created``."""
     discovery = dict(discovery or {})
-    missing = set()
-    for entry in (account_result or {}).get("accounts") or []:
-        if entry.get("action") == "created":
-            missing.update(v for v in (entry.get("username"), entry.get("email")) if v)
+    missing = created_accounts(account_result)
     refused = [(a["name"], "%s: %s" % (a["source"], ", ".join(x for x in a["accounts"] if x in missing)))
                for a in discovery.get("annotated_accounts") or [] if any(x in missing for x in a["accounts"])]
     if not refused:

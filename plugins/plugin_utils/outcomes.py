@@ -22,7 +22,7 @@ import socket
 import string
 
 from ansible_collections.maas.threescale.plugins.module_utils.spreadsheet import spreadsheet_cell
-from ansible_collections.maas.threescale.plugins.plugin_utils.catalog import smoke_test_operation
+from ansible_collections.maas.threescale.plugins.plugin_utils.catalog import created_accounts, smoke_test_operation
 
 TLS_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL")
 SMOKE_PROMPT = {"prompt": "San Francisco is a", "max_tokens": 15, "temperature": 0}
@@ -493,10 +493,7 @@ def existing_accounts(accounts, account_result, check_mode=False):
     accounts = list(accounts or [])
     if not check_mode:
         return accounts
-    new = set()
-    for entry in (account_result or {}).get("accounts") or []:
-        if entry.get("action") == "created":
-            new.update(v for v in (entry.get("username"), entry.get("email")) if v)
+    new = created_accounts(account_result)
     return [a for a in accounts if a not in new]
 
 
