@@ -6,7 +6,7 @@ import datetime
 import re
 
 from ..context import now_iso
-from .server import A, ID, created, invalid, not_found, paginate, Reply, Req, route, to_int
+from .server import A, ID, created, invalid, not_found, paginate_query, Reply, Req, route, to_int
 
 
 class AccountsMixin:
@@ -26,7 +26,7 @@ class AccountsMixin:
         user_p = {k: p.get(k) for k in ("username", "email", "password")}
         if seed:
             user_p.pop("password")
-        errors.update(self.user_errors(user_p, None, self.buyer_users(), minimal=True))
+        errors.update(self.user_errors(user_p, None, False, minimal=True))
         if errors:
             raise Reply(422, {"errors": errors})
         selected = []
@@ -111,10 +111,8 @@ def provider_update(api, req: Req):
 # ---- accounts
 @route("GET", A + "/accounts")
 def accounts_list(api, req: Req):
-    accs = api.store.all("account")
-    if req.get("state"):
-        accs = [a for a in accs if a["state"] == req.get("state")]
-    page, meta = paginate(accs, req)
+    page, meta = paginate_query(api.store, "account", req,
+                                **({"state": req.get("state")} if req.get("state") else {}))
     out: dict = {"accounts": [{"account": api.account_json(a)} for a in page]}
     if meta:
         out["metadata"] = meta
@@ -123,13 +121,13 @@ def accounts_list(api, req: Req):
 
 @route("GET", A + "/accounts/find")
 def accounts_find(api, req: Req):
-    users = api.buyer_users()
+    st = api.store  # one indexed lookup (porta's users indexes on username, email)
     if req.get("username"):
-        u = next((x for x in users if x["username"] == req.get("username")), None)
+        u = st.first("user", provider=False, username=req.get("username"))
     elif req.get("user_id"):
-        u = next((x for x in users if x["id"] == to_int(req.get("user_id"))), None)
+        u = st.first("user", provider=False, id=to_int(req.get("user_id")))
     elif req.get("email"):
-        u = next((x for x in users if x["email"] == str(req.get("email"))), None)  # case-sensitive (utf8mb3_bin)
+        u = st.first("user", provider=False, email=str(req.get("email")))  # case-sensitive (utf8mb3_bin)
     else:
         u = None
     acc = api.store.get("account", u["account_id"]) if u else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-from .server import A, Reply, Req, paginate, xml_route
+from .server import A, Reply, Req, paginate_query, xml_route
 
 
 def _tag(name: str, value) -> str:
@@ -49,19 +49,21 @@ def _account_xml(api, a: dict, users: list[dict], plans: list[dict]) -> str:
 
 @xml_route("GET", A + "/accounts")
 def accounts_list_xml(api, req: Req):
-    accs = api.store.all("account")
-    if req.get("state"):
-        accs = [a for a in accs if a["state"] == req.get("state")]
-    page, meta = paginate(accs, req)
-    st = api.store  # one read of each table (as porta's eager loading), grouped by account
+    st = api.store
+    page, meta = paginate_query(st, "account", req, **({"state": req.get("state")} if req.get("state") else {}))
+    # the page's users, contracts and plans, one read of each by account id (as porta's eager loading)
+    ids = [a["id"] for a in page]
     users: dict[int, list[dict]] = {}
-    for u in api.buyer_users():
-        users.setdefault(u["account_id"], []).append(u)
-    plan_by_id = {p["id"]: p for p in st.all("plan")}
+    for u in st.all_in("user", "account_id", ids):
+        if not u.get("provider"):
+            users.setdefault(u["account_id"], []).append(u)
     bought: dict[int, list[int]] = {}
-    for kind in ("contract", "application"):  # service contracts, then application contracts
-        for c in st.all(kind):
+    contracts = st.all_in("contract", "account_id", ids), st.all_in("application", "account_id", ids)
+    for group in contracts:  # service contracts, then application contracts
+        for c in group:
             bought.setdefault(c["account_id"], []).append(c["plan_id"])
+    wanted = [a.get("account_plan_id") for a in page] + [i for v in bought.values() for i in v]
+    plan_by_id = {p["id"]: p for p in st.all_in_ids("plan", wanted)}
 
     def plans(a: dict) -> list[dict]:
         ids = [a.get("account_plan_id")] + bought.get(a["id"], [])

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..context import now_iso
-from .server import A, ID, USER_KEY_RE, created, invalid, not_found, paginate, Reply, Req, route, to_int
+from .server import A, ID, USER_KEY_RE, created, invalid, not_found, paginate_query, Reply, Req, route, to_int
 
 
 class ApplicationsMixin:
@@ -16,7 +16,7 @@ class ApplicationsMixin:
         key = str(key if key is not None else "")
         if not key or len(key) > 256 or not USER_KEY_RE.fullmatch(key):
             raise invalid("user_key", "is invalid")
-        if any(a["user_key"] == key and a["id"] != exclude for a in self.store.all("application")):
+        if any(a["id"] != exclude for a in self.store.all("application", user_key=key)):
             raise invalid("user_key", "has already been taken")
         return key
 
@@ -73,18 +73,20 @@ def app_create(api, req: Req, aid):
 
 
 def find_app(api, req: Req, account_id: int | None) -> dict:
-    apps = api.store.all("application", **({"account_id": account_id} if account_id else {}))
+    match = {"account_id": account_id} if account_id else {}
     if req.get("service_id"):
-        apps = [a for a in apps if a["service_id"] == to_int(req.get("service_id"))]
+        match["service_id"] = to_int(req.get("service_id"))
 
     def version(a):
         return (api.store.get("service", a["service_id"]) or {}).get("backend_version", "1")
     if req.get("application_id") and account_id is None:
-        found = [a for a in apps if a["id"] == to_int(req.get("application_id"))]
+        app = api.store.get("application", req.get("application_id"))
+        found = [app] if app and all(app.get(k) == v for k, v in match.items()) else []
     elif req.get("user_key"):
-        found = [a for a in apps if a["user_key"] == req.get("user_key") and version(a) == "1"]
+        found = [a for a in api.store.all("application", user_key=req.get("user_key"), **match) if version(a) == "1"]
     elif req.get("app_id"):
-        found = [a for a in apps if a.get("application_id") == req.get("app_id") and version(a) != "1"]
+        found = [a for a in api.store.all("application", application_id=req.get("app_id"), **match)
+                 if version(a) != "1"]
     else:
         found = []
     if not found:
@@ -104,11 +106,8 @@ def app_find(api, req: Req):
 
 @route("GET", A + "/applications")
 def apps_all(api, req: Req):
-    apps = api.store.all("application")
-    for f in ("service_id", "plan_id"):
-        if req.get(f):
-            apps = [a for a in apps if a[f] == to_int(req.get(f))]
-    page, meta = paginate(apps, req)
+    match = {f: to_int(req.get(f)) for f in ("service_id", "plan_id") if req.get(f)}
+    page, meta = paginate_query(api.store, "application", req, **match)
     out: dict = {"applications": [{"application": api.app_json(a)} for a in page]}
     if meta:
         out["metadata"] = meta

@@ -159,17 +159,32 @@ def parse_params(query: str, body: bytes, ctype: str) -> dict:
     return params
 
 
-def paginate(items: list, req: Req) -> tuple[list, dict | None]:
+def _page_args(req: Req) -> tuple[int, int]:
+    """per_page (1..500, else 500) and page (from 1), as porta's ApiPagination."""
     per_page = to_int(req.get("per_page"))
     per_page = per_page if per_page and 1 <= per_page <= 500 else 500
     page = to_int(req.get("page"))
-    page = page if page and page >= 1 else 1
-    total = len(items)
-    meta = None
-    if total > per_page:
-        meta = {"per_page": per_page, "total_entries": total, "total_pages": math.ceil(total / per_page),
-                "current_page": page}
-    return items[(page - 1) * per_page: page * per_page], meta
+    return per_page, page if page and page >= 1 else 1
+
+
+def _page_meta(total: int, per_page: int, page: int) -> dict | None:
+    if total <= per_page:
+        return None
+    return {"per_page": per_page, "total_entries": total, "total_pages": math.ceil(total / per_page),
+            "current_page": page}
+
+
+def paginate(items: list, req: Req) -> tuple[list, dict | None]:
+    per_page, page = _page_args(req)
+    return items[(page - 1) * per_page: page * per_page], _page_meta(len(items), per_page, page)
+
+
+def paginate_query(store, kind: str, req: Req, **match) -> tuple[list, dict | None]:
+    """One page of a kind's objects matching `match`, read from the database (LIMIT/OFFSET and a
+    COUNT, as porta's paginate does in SQL), with the same metadata as paginate()."""
+    per_page, page = _page_args(req)
+    items, total = store.page(kind, (page - 1) * per_page, per_page, **match)
+    return items, _page_meta(total, per_page, page)
 
 
 # The 3scale operator's porta client (3scale-porta-go-client) sets no User-Agent of its own, so Go's

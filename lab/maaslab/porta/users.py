@@ -30,11 +30,15 @@ class UsersMixin:
         """`maaslab up --porta-release next`: porta master's 15-character minimum (by_password.rb)."""
         return str(self.ctx.settings.get("porta_release", "2.16")) == "next"
 
-    def user_errors(self, p: dict, user: dict | None, scope: list[dict], minimal: bool) -> dict[str, list[str]]:
+    def user_errors(self, p: dict, user: dict | None, provider: bool, minimal: bool) -> dict[str, list[str]]:
         """Validate username/email/password of a new (`user` None) or changed user.
-        `scope`: the users a username/email must be unique among (case-sensitive, utf8mb3_bin)."""
+        `provider`: a tenant user (else a buyer's); a username/email must be unique among those
+        (case-sensitive, utf8mb3_bin), looked up by value (porta's users indexes)."""
         errors: dict[str, list[str]] = {}
-        others = [u for u in scope if user is None or u["id"] != user["id"]]
+
+        def taken(field: str, value: str) -> bool:
+            return any(user is None or u["id"] != user["id"]
+                       for u in self.store.all("user", provider=provider, **{field: value}))
         if user is None or "username" in p:
             name = str(p.get("username") or "")
             if not name.strip():  # the minimal signup skips the fields definitions' presence check
@@ -46,7 +50,7 @@ class UsersMixin:
                 errors["username"] = ["is too long (maximum is 40 characters)"]
             elif not RE_LOGIN_OK.match(name):
                 errors["username"] = [MSG_LOGIN_BAD]
-            elif any(u["username"] == name for u in others):
+            elif taken("username", name):
                 errors["username"] = ["has already been taken"]
         if user is None or "email" in p:
             email = str(p.get("email") or "")
@@ -59,7 +63,7 @@ class UsersMixin:
                     msgs.append("is too short (minimum is 6 characters)")
                 if not minimal and not RE_EMAIL_OK.match(email):
                     msgs.append(MSG_EMAIL_BAD)
-                if any(u["email"] == email for u in others):
+                if taken("email", email):
                     msgs.append("has already been taken")
             if msgs:
                 errors["email"] = msgs
@@ -76,15 +80,14 @@ class UsersMixin:
             "salt": salt, "password_sha256": hash_password(salt, str(p.get("password") or ""))})
 
     def buyer_users(self) -> list[dict]:
-        return [u for u in self.store.all("user") if not u.get("provider")]
+        return self.store.all("user", provider=False)
 
     def tenant_users(self) -> list[dict]:
-        return [u for u in self.store.all("user") if u.get("provider")]
+        return self.store.all("user", provider=True)
 
 
 def _create(api, req: Req, account_id: int, provider: bool) -> dict:
-    scope = api.tenant_users() if provider else api.buyer_users()
-    errors = api.user_errors(req.params, None, scope, minimal=False)
+    errors = api.user_errors(req.params, None, provider, minimal=False)
     if errors:
         raise Reply(422, {"errors": errors})
     role = "member"  # porta creates users as members; `admin` is an event
@@ -92,9 +95,8 @@ def _create(api, req: Req, account_id: int, provider: bool) -> dict:
 
 
 def _update(api, req: Req, user: dict) -> dict:
-    scope = api.tenant_users() if user.get("provider") else api.buyer_users()
     p = {k: req.get(k) for k in ("username", "email", "password") if req.has(k)}
-    errors = api.user_errors(p, user, scope, minimal=False)
+    errors = api.user_errors(p, user, bool(user.get("provider")), minimal=False)
     if errors:
         raise Reply(422, {"errors": errors})
     for f in ("username", "email"):
@@ -140,7 +142,7 @@ def need_buyer_user(api, aid, id) -> dict:
 @route("GET", BUYER_USERS)
 def users_list(api, req: Req, aid):
     api.need("account", aid)
-    users = [u for u in api.store.all("user", account_id=int(aid)) if not u.get("provider")]
+    users = api.store.all("user", account_id=int(aid), provider=False)
     return {"users": [{"user": api.user_json(u)} for u in _filtered(req, users)]}
 
 
