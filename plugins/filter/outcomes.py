@@ -14,6 +14,7 @@ __metaclass__ = type
 import os
 from collections.abc import Mapping
 
+from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.maas.threescale.plugins.filter.k8s_retry import k8s_retry_pattern
@@ -165,6 +166,44 @@ def offboard_objects(pcps, secrets, name, namespace):
     return _o.offboard_objects(_plain(pcps), _plain(secrets), name, namespace)
 
 
+def access_products(products):
+    try:
+        return _o.access_products(_plain(products))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def access_items(published, models):
+    return _o.access_items(_plain(published), _plain(models))
+
+
+def access_accounts(products, accounts=None):
+    try:
+        return _o.access_accounts(_plain(products), _plain(accounts))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def access_results(registered):
+    return _o.access_results(_plain(registered))
+
+
+def smoke_test_results(registered, models_registered=None):
+    return _o.smoke_test_results(_plain(registered), _plain(models_registered))
+
+
+def smoke_test_report(results):
+    return _o.smoke_test_report(_plain(results))
+
+
+def smoke_test_targets(published, access, models):
+    return _o.smoke_test_targets(_plain(published), _plain(access), _plain(models))
+
+
+def onboard_batch(published, access, smoke, smoke_enabled=True):
+    return _o.onboard_batch(_plain(published), _plain(access), _plain(smoke), boolean(smoke_enabled, strict=False))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -200,4 +239,12 @@ class FilterModule(object):
             "object_refs": object_refs,
             "offboard_objects": offboard_objects,
             "custom_policy_problem": custom_policy_problem,
+            "access_products": access_products,
+            "access_accounts": access_accounts,
+            "access_items": access_items,
+            "access_results": access_results,
+            "smoke_test_results": smoke_test_results,
+            "smoke_test_targets": smoke_test_targets,
+            "smoke_test_report": smoke_test_report,
+            "onboard_batch": onboard_batch,
         }

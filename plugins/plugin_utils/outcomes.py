@@ -22,7 +22,7 @@ import socket
 import string
 
 from ansible_collections.maas.threescale.plugins.module_utils.spreadsheet import spreadsheet_cell
-from ansible_collections.maas.threescale.plugins.plugin_utils.catalog import created_accounts, smoke_test_operation
+from ansible_collections.maas.threescale.plugins.plugin_utils.catalog import _text, created_accounts, smoke_test_operation, split_list
 
 TLS_PROBLEM = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL")
 SMOKE_PROMPT = {"prompt": "San Francisco is a", "max_tokens": 15, "temperature": 0}
@@ -495,6 +495,128 @@ def existing_accounts(accounts, account_result, check_mode=False):
         return accounts
     new = created_accounts(account_result)
     return [a for a in accounts if a not in new]
+
+
+def access_products(products):
+    """maas_access_products normalised: ``{product, display_name, accounts}`` per product, accounts as a list
+    (a comma-separated string is split). Raises ValueError naming the item and the fix."""
+    if not isinstance(products, list):
+        raise ValueError("maas_access_products: expected a list of {product, display_name, accounts}, got %s"
+                         % type(products).__name__)
+    out = []
+    for i, item in enumerate(products):
+        product = _text((item or {}).get("product")) if isinstance(item, dict) else ""
+        if not product:
+            raise ValueError("maas_access_products[%d]: every item needs a product (its system name or id); "
+                             "nothing was changed" % i)
+        out.append({"product": product, "display_name": _text(item.get("display_name")) or product,
+                    "accounts": split_list(item.get("accounts"))})
+    return out
+
+
+def access_items(published, models):
+    """maas_access_products for the published models: each product's system name, its model's display
+    name and accounts."""
+    by_name = dict((m.get("name"), m) for m in models or [])
+    return [{"product": p.get("system_name"), "display_name": (by_name.get(p.get("name")) or {}).get("display_name")
+             or p.get("system_name"), "accounts": list((by_name.get(p.get("name")) or {}).get("accounts") or [])}
+            for p in published or []]
+
+
+def access_accounts(products, accounts=None):
+    """Every account the role works on, once: maas_access_accounts, then each product's, in order."""
+    out = []
+    for name in split_list(accounts) + [a for p in access_products(products or []) for a in p["accounts"]]:
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def access_results(registered):
+    """maas_access_results from the role's loop over maas_access_products: per product its name, whether it
+    failed and why, and its applications' account, id and key (none when it failed)."""
+    out = []
+    for r in (registered or {}).get("results") or []:
+        item = r.get("item") or {}
+        failed = bool(r.get("failed"))
+        out.append({"product": item.get("product"), "failed": failed,
+                    "message": (r.get("msg") or "failed") if failed else "",
+                    "applications": [] if failed else application_keys(r.get("applications"))})
+    return out
+
+
+def smoke_test_results(registered, models_registered=None):
+    """maas_smoke_test_results from the role's loops over maas_smoke_test_targets: per target its name, whether
+    it failed and why, and else what maas_smoke_test_result holds for one model."""
+    listed = dict((((r.get("item") or {}).get("name")), r) for r in (models_registered or {}).get("results") or []
+                  if not r.get("skipped"))
+    out = []
+    for r in (registered or {}).get("results") or []:
+        target = r.get("item") or {}
+        models = listed.get(target.get("name")) or {}
+        if r.get("skipped"):  # no operation the smoke test can call
+            out.append({"name": target.get("name"), "failed": True, "message": (
+                "its operations (%s) have none of completions, chat/completions, embeddings or tokenize: nothing to "
+                "smoke-test; turn the smoke test off (maas_smoke_test false)" % ", ".join(target.get("operations") or []))})
+            continue
+        failed = bool(r.get("failed") or models.get("failed"))
+        entry = {"name": target.get("name"), "failed": failed}
+        if failed:
+            entry["message"] = (models.get("msg") if models.get("failed") else r.get("msg")) or "failed"
+        else:
+            entry.update(smoke_test_result(r, models))
+        out.append(entry)
+    return out
+
+
+def smoke_test_report(results):
+    """One line per model of maas_smoke_test_results, for a person."""
+    lines = []
+    for r in results or []:
+        if r.get("failed"):
+            lines.append("%s: failed: %s" % (r.get("name"), r.get("message")))
+        elif "skipped" in r:
+            lines.append("%s: not called (%s)" % (r.get("name"), r["skipped"]))
+        else:
+            lines.append('%s: %s answered %s through %s: "%s" (%s tokens, in %s ms, gateway ready after %s attempt(s))' % (
+                r.get("name"), r.get("model_id"), r.get("operation"), r.get("endpoint"), (r.get("text") or "").strip(),
+                r.get("total_tokens"), r.get("latency_ms"), r.get("attempts")))
+    return lines
+
+
+def smoke_test_targets(published, access, models):
+    """What the batch smoke test calls: per published model that has a key, its production endpoint, one
+    key, its model id and operations (the models whose access failed are left out)."""
+    keys = dict((a.get("product"), a.get("applications") or []) for a in access or [] if not a.get("failed"))
+    by_name = dict((m.get("name"), m) for m in models or [])
+    out = []
+    for p in published or []:
+        apps = keys.get(p.get("system_name")) or []
+        model = by_name.get(p.get("name")) or {}
+        if apps and apps[0].get("user_key"):
+            out.append({"name": p.get("name"), "endpoint": p.get("endpoint"), "user_key": apps[0]["user_key"],
+                        "model_id": model.get("model_id"), "operations": model.get("operations") or []})
+    return out
+
+
+def onboard_batch(published, access, smoke, smoke_enabled=True):
+    """The access phase's outcome for every published model: ``onboarded`` (onboard_record of each) and
+    ``failed`` (failed_model, phase access, for a model whose applications or smoke test failed).
+    ``access``: maas_access_results (by product system name); ``smoke``: maas_smoke_test_results (by name)."""
+    by_product = dict((a.get("product"), a) for a in access or [])
+    by_name = dict((s.get("name"), s) for s in smoke or [])
+    onboarded, failed = [], []
+    for p in published or []:
+        got = by_product.get(p.get("system_name")) or {}
+        test = by_name.get(p.get("name"))
+        if got.get("failed"):
+            failed.append(failed_model(p.get("name"), "access", {"msg": got.get("message")}))
+        elif test is not None and test.get("failed"):
+            failed.append(failed_model(p.get("name"), "access", {"msg": test.get("message")}))
+        else:
+            result = dict((k, v) for k, v in (test or {}).items() if k not in ("name", "failed"))
+            onboarded.append(onboard_record(p, got.get("applications") or [], result, smoke_enabled))
+    return {"onboarded": onboarded, "failed": failed}
 
 
 def application_keys(applications):

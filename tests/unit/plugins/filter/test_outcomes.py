@@ -429,3 +429,94 @@ def test_the_summary_says_what_was_pruned():
         {"pruned": "Offboarded 2 model(s) that left the catalog: a, b"}]
     assert F["onboard_summary"]([], False, ["a"], True)[-1]["pruned"].startswith("Would offboard (check mode) 1 model(s)")
     assert F["onboard_summary"](ONBOARDED, False, [], False)[-1].get("pruned") is None
+
+
+# ---- the access phase in one pass (playbooks/tasks/access_batch.yml)
+
+PUBLISHED = [{"name": "a", "system_name": "a", "endpoint": "https://a.example.com", "exists": True},
+             {"name": "b", "system_name": "b", "endpoint": "https://b.example.com", "exists": True},
+             {"name": "c", "system_name": "c", "endpoint": "https://c.example.com", "exists": True}]
+MODELS = [{"name": "a", "display_name": "A", "model_id": "org/a", "accounts": ["u1", "u2"], "operations": ["models", "completions"]},
+          {"name": "b", "display_name": "B", "model_id": "org/b", "accounts": ["u2"], "operations": ["embeddings"]},
+          {"name": "c", "display_name": "C", "model_id": "org/c", "accounts": ["u3"], "operations": ["completions"]}]
+
+
+def test_access_items_and_accounts():
+    items = o.access_items(PUBLISHED, MODELS)
+    assert items[0] == {"product": "a", "display_name": "A", "accounts": ["u1", "u2"]}
+    assert o.access_accounts(items, "u0,u2") == ["u0", "u2", "u1", "u3"]
+    assert o.access_products([{"product": " p ", "accounts": "x, y"}]) == [{"product": "p", "display_name": "p",
+                                                                              "accounts": ["x", "y"]}]
+
+
+@pytest.mark.parametrize("bad, where", [({"accounts": ["u1"]}, "maas_access_products[0]"), ("p", "maas_access_products[0]")])
+def test_access_products_names_the_item_without_a_product(bad, where):
+    with pytest.raises(ValueError, match=r"maas_access_products\[0\]: every item needs a product"):
+        o.access_products([bad])
+    with pytest.raises(ValueError, match="expected a list"):
+        o.access_products({"product": "p"})
+
+
+def registered(*results):
+    return {"results": list(results)}
+
+
+def test_access_results_keep_keys_of_the_products_that_worked_and_the_message_of_the_others():
+    res = o.access_results(registered(
+        {"item": {"product": "a"}, "changed": True, "applications": [
+            {"account": "u1", "application_id": 1, "user_key": "k1", "state": "live", "action": "created"}]},
+        {"item": {"product": "b"}, "failed": True, "msg": "Application plan standard not found",
+         "applications": [{"account": "u2", "user_key": None}]}))
+    assert res == [{"product": "a", "failed": False, "message": "",
+                    "applications": [{"account": "u1", "application_id": 1, "user_key": "k1"}]},
+                   {"product": "b", "failed": True, "message": "Application plan standard not found", "applications": []}]
+
+
+def test_smoke_test_targets_only_for_models_with_a_key():
+    access = [{"product": "a", "failed": False, "applications": [{"account": "u1", "user_key": "k1"}]},
+              {"product": "b", "failed": True, "applications": []},
+              {"product": "c", "failed": False, "applications": []}]
+    assert o.smoke_test_targets(PUBLISHED, access, MODELS) == [
+        {"name": "a", "endpoint": "https://a.example.com", "user_key": "k1", "model_id": "org/a",
+         "operations": ["models", "completions"]}]
+
+
+def test_smoke_test_results_combine_the_two_loops_and_name_each_failure():
+    ok = {"item": {"name": "a"}, "status": 200, "text": " hi", "total_tokens": 5, "latency_ms": 12,
+          "endpoint": "https://a.example.com", "operation": "completions", "model_id": "org/a", "attempts": 1}
+    listed = {"item": {"name": "a"}, "status": 200, "attempts": 3}
+    failed = {"item": {"name": "b"}, "failed": True, "msg": "HTTP 403 Authentication parameters missing"}
+    no_op = {"item": {"name": "c", "operations": ["health"]}, "skipped": True, "skip_reason": "Conditional result was False"}
+    res = o.smoke_test_results(registered(ok, failed, no_op), registered(listed, {"item": {"name": "b"}, "skipped": True}))
+    assert res[0]["name"] == "a" and not res[0]["failed"] and res[0]["attempts"] == 3 and res[0]["total_tokens"] == 5
+    assert res[1] == {"name": "b", "failed": True, "message": "HTTP 403 Authentication parameters missing"}
+    assert res[2]["failed"] and "operations (health) have none of completions" in res[2]["message"]
+    lines = o.smoke_test_report(res)
+    assert lines[0].startswith('a: org/a answered completions through https://a.example.com: "hi" (5 tokens')
+    assert lines[1] == "b: failed: HTTP 403 Authentication parameters missing"
+    # the model list failed: that is the model's failure
+    res = o.smoke_test_results(registered(ok), registered({"item": {"name": "a"}, "failed": True, "msg": "not listed"}))
+    assert res == [{"name": "a", "failed": True, "message": "not listed"}]
+
+
+def test_onboard_batch_sets_aside_each_failure_with_its_phase_and_message():
+    access = [{"product": "a", "failed": False, "applications": [{"account": "u1", "application_id": 1, "user_key": "k1"}]},
+              {"product": "b", "failed": True, "message": "no plan", "applications": []},
+              {"product": "c", "failed": False, "applications": [{"account": "u3", "application_id": 3, "user_key": "k3"}]}]
+    smoke = [{"name": "a", "failed": False, "status": 200, "text": "hi"}, {"name": "c", "failed": True, "message": "503"}]
+    out = o.onboard_batch(PUBLISHED, access, smoke)
+    assert [m["name"] for m in out["onboarded"]] == ["a"]
+    assert out["onboarded"][0]["applications"][0]["user_key"] == "k1"
+    assert out["onboarded"][0]["smoke_test"] == {"status": 200, "text": "hi"}
+    assert out["failed"] == [{"name": "b", "phase": "access", "message": "no plan"},
+                             {"name": "c", "phase": "access", "message": "503"}]
+    # check mode, a product not created yet: no access result, no smoke test; onboarded without keys
+    out = o.onboard_batch(PUBLISHED[:1], [], [], smoke_enabled=True)
+    assert out == {"onboarded": [dict(PUBLISHED[0], applications=[], smoke_test={})], "failed": []}
+
+
+def test_the_batch_filters_are_registered():
+    names = FilterModule().filters()
+    for name in ("access_products", "access_accounts", "access_items", "access_results", "smoke_test_results",
+                 "smoke_test_targets", "smoke_test_report", "onboard_batch"):
+        assert name in names
