@@ -445,8 +445,8 @@ def test_access_items_and_accounts():
     items = o.access_items(PUBLISHED, MODELS)
     assert items[0] == {"product": "a", "display_name": "A", "accounts": ["u1", "u2"]}
     assert o.access_accounts(items, "u0,u2") == ["u0", "u2", "u1", "u3"]
-    assert o.access_products([{"product": " p ", "accounts": "x, y"}]) == [{"product": "p", "display_name": "p",
-                                                                              "accounts": ["x", "y"]}]
+    want = [{"product": "p", "display_name": "p", "accounts": ["x", "y"]}]
+    assert o.access_products([{"product": " p ", "accounts": "x, y"}]) == want
 
 
 @pytest.mark.parametrize("bad, where", [({"accounts": ["u1"]}, "maas_access_products[0]"), ("p", "maas_access_products[0]")])
