@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help:
 	@echo "make demo      set up, start the lab, onboard a model, print the gateway's completion"
 	@echo "make test      every test (unit, lab contracts, modules, molecule, lint, sanity, build)"
-	@echo "make bench     scale figures (access for 50/200 accounts, 1 vs 10 models, waits) -> build/bench.json"
+	@echo "make bench     scale figures (access 200/1000 accounts, 1 vs 10/50 models, bootstrap 200/1000 users, waits) -> build/bench.json"
 	@echo "make setup     create .venv (ansible-core, kubernetes.core, kubectl, test tools)"
 	@echo "make lab-up LAB_DIR=dir / make lab-down LAB_DIR=dir   start / stop a lab"
 

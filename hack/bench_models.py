@@ -1,12 +1,13 @@
 """Benchmark: one model vs N models onboarded by one playbook run, against a lab of its own.
 
-    .venv/bin/python hack/bench_models.py [--models 10] [--json out.json]
+    .venv/bin/python hack/bench_models.py [--models 10] [--models 50] [--json out.json]
 
 Each model gets two accounts (user1, user2) and the full pipeline (Backend, Product, ActiveDoc,
-promotion, applications, smoke test). Runs, in one lab: one model; then N other models in one
-`ansible-playbook` run; then the same N again (idempotent re-run, must report changed=0).
+promotion, applications, smoke test). Runs, in one lab: one model; then for each size N, N other models
+in one `ansible-playbook` run and the same N again (idempotent re-run, must report changed=0).
 Wall times are measured around the `ansible-playbook` process; CPU is that process tree's
-user+system time; requests are the lab's own counters (porta and kube `/lab/stats.json`).
+user+system time; requests are the lab's own counters (porta and kube `/lab/stats.json`); lab CPU is
+the lab process's (porta, APIcast, the model).
 """
 from __future__ import annotations
 
@@ -108,24 +109,43 @@ def spec(name: str, endpoint: str) -> dict:
             "accounts": ["user1", "user2"]}
 
 
-def run(models: int = 10) -> dict:
-    """Measure one model, then `models` models in one run, then their idempotent re-run."""
+def lab_cpu_s(info: dict) -> float:
+    """User + system CPU seconds of the lab process so far (porta, APIcast, the model)."""
+    fields = Path(f"/proc/{info['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(info: dict, env: dict, models: list[dict]) -> dict:
+    before, cpu0 = lab_stats(info), lab_cpu_s(info)
+    out = {**onboard(env, models), **counted(info, before)}
+    out["lab_cpu_s"] = round(lab_cpu_s(info) - cpu0, 1)
+    out["kube_requests_per_model"] = round(out["kube_requests"] / len(models), 1)
+    return out
+
+
+def run(models=10) -> dict:
+    """Measure one model, then for each size in ``models`` (an int or a list) that many new models in one run
+    and their idempotent re-run, all in one lab. The first size's figures are also under the keys ``many``
+    and ``many_rerun`` (and ``models``), as before."""
+    sizes = sorted(set(models)) if isinstance(models, (list, tuple)) else [models]
     directory = Path(tempfile.mkdtemp(prefix="bench-models-"))
     info, started = lab_up(directory)
     try:
         env = lab_env(info)
         endpoint = info["env"]["LAB_MODEL_URL"]
         result = {"lab_start_s": round(started, 2), "lab_startup_seconds": info.get("startup_seconds", {}),
-                  "models": models}
+                  "models": sizes[0], "sizes": {}}
         result["lab_memory_start"] = lab_rss_mib(info)
-        before = lab_stats(info)
-        result["one"] = {**onboard(env, [spec("one", endpoint)]), **counted(info, before)}
-        batch = [spec(f"m{i:02d}", endpoint) for i in range(models)]
-        before = lab_stats(info)
-        result["many"] = {**onboard(env, batch), **counted(info, before)}
-        before = lab_stats(info)
-        result["many_rerun"] = {**onboard(env, batch), **counted(info, before)}
-        result["ratio_many_to_one"] = round(result["many"]["wall_s"] / result["one"]["wall_s"], 2)
+        result["one"] = measured(info, env, [spec("one", endpoint)])
+        for n in sizes:
+            batch = [spec(f"s{n}m{i:02d}", endpoint) for i in range(n)]
+            many = measured(info, env, batch)
+            rerun = measured(info, env, batch)
+            result["sizes"][str(n)] = {"many": many, "many_rerun": rerun,
+                                       "ratio_many_to_one": round(many["wall_s"] / result["one"]["wall_s"], 2),
+                                       "ratio_rerun_to_one": round(rerun["wall_s"] / result["one"]["wall_s"], 2)}
+        first = result["sizes"][str(sizes[0])]
+        result.update(many=first["many"], many_rerun=first["many_rerun"], ratio_many_to_one=first["ratio_many_to_one"])
         result["lab_memory_end"] = lab_rss_mib(info)
         result["load_average"] = os.getloadavg()
         return result
@@ -134,22 +154,26 @@ def run(models: int = 10) -> dict:
 
 
 def table(result: dict) -> str:
-    rows = [("one model", result["one"]), (f"{result['models']} models, one run", result["many"]),
-            (f"{result['models']} models, re-run", result["many_rerun"])]
-    lines = [f"{'run':24} {'wall s':>7} {'cpu s':>6} {'changed':>7} {'admin req':>9} {'writes':>6} {'kube req':>8}"]
+    rows = [("one model", result["one"])]
+    for n, size in result["sizes"].items():
+        rows += [(f"{n} models, one run", size["many"]), (f"{n} models, re-run", size["many_rerun"])]
+    lines = [f"{'run':24} {'wall s':>7} {'cpu s':>6} {'changed':>7} {'admin req':>9} {'writes':>6} {'kube req':>8} "
+             f"{'kube/model':>10} {'lab cpu s':>9}"]
     for label, row in rows:
         lines.append(f"{label:24} {row['wall_s']:7.1f} {row['cpu_s']:6.1f} {row['changed']:7d} "
-                     f"{row['admin_requests']:9d} {row['admin_writes']:6d} {row['kube_requests']:8d}")
-    lines.append(f"{result['models']} models / one model: {result['ratio_many_to_one']}x wall time")
+                     f"{row['admin_requests']:9d} {row['admin_writes']:6d} {row['kube_requests']:8d} "
+                     f"{row['kube_requests_per_model']:10.1f} {row['lab_cpu_s']:9.1f}")
+    for n, size in result["sizes"].items():
+        lines.append(f"{n} models / one model: {size['ratio_many_to_one']}x wall time (re-run {size['ratio_rerun_to_one']}x)")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=10)
+    parser.add_argument("--models", type=int, action="append", help="models per run (repeatable; default 10)")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
     args = parser.parse_args()
-    result = run(args.models)
+    result = run(args.models or [10])
     print(table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

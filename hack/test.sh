@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Every test of the project, in order of cost. `hack/test.sh [unit|lab|qe|integration|molecule|gates]...`
+# Every test of the project, in order of cost. `hack/test.sh [unit|compat|lab|qe|integration|molecule|gates]...`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.venv/collections"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(unit lab qe integration molecule gates)
+[ ${#stages[@]} -gt 0 ] || stages=(unit compat lab qe integration molecule gates)
 # Test files run on MAAS_TEST_JOBS workers (pytest-xdist; default 2, 1 = in this process): most of a
 # test's time is spent waiting for the lab, a playbook or a fault, not on a CPU. A file stays on one
 # worker (its module fixtures, e.g. its own lab, are built once); each worker has its own session lab.
@@ -31,6 +31,7 @@ for stage in "${stages[@]}"; do
   echo "=== $stage"
   case "$stage" in
     unit)        pytest -q -p no:cacheprovider "${keep[@]}" tests/unit ;;
+    compat)      hack/compat.sh ;;  # the oldest ansible-core and kubernetes.core claimed: unit tests + an onboarding
     lab)         pytest -q -p no:cacheprovider "${keep[@]}" "${xdist[@]}" --durations=10 tests/lab ;;
     qe)          hack/qe_suite.sh ;;  # the 3scale QE client's own integration suite against the lab
     integration) pytest -q -p no:cacheprovider "${keep[@]}" "${xdist[@]}" --durations=15 tests/integration tests/ecosystem ;;

@@ -46,6 +46,12 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import quote, urlencode, urlsplit
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, Request, make_context
 
+try:  # Request.open takes a ready SSL context from ansible-core 2.17 on; 2.16 takes the CA file
+    from inspect import signature
+    _OPEN_TAKES_CONTEXT = "context" in signature(Request.open).parameters
+except (ImportError, TypeError, ValueError):
+    _OPEN_TAKES_CONTEXT = False
+
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "PATCH", "DELETE"))
 RETRY_ANY_METHOD = frozenset((429, 503))
 RETRY_IDEMPOTENT = frozenset((502, 504))
@@ -184,6 +190,12 @@ class ThreescaleClient(object):
                                       % (self.ca_path, to_native(exc)))
         return self._context
 
+    def _tls_args(self):
+        """The TLS argument of Request.open: the SSL context (made once, with a clear error for a bad CA
+        file), or on ansible-core 2.16 the CA file itself (checked the same way first)."""
+        context = self._tls_context()
+        return dict(context=context) if _OPEN_TAKES_CONTEXT else dict(ca_path=self.ca_path)
+
     # -- helpers -----------------------------------------------------------------------------
     def redact(self, text):
         """Remove the token (raw, URL-encoded and Basic-encoded) from any text."""
@@ -238,7 +250,7 @@ class ThreescaleClient(object):
             self.request_count += 1
             try:
                 resp = self._http.open(method, url, data=body, headers=headers, validate_certs=self.validate_certs,
-                                       timeout=self.timeout, context=self._tls_context())
+                                       timeout=self.timeout, **self._tls_args())
                 body_bytes = resp.read()
                 if raw:
                     return body_bytes
