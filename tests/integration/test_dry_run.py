@@ -58,7 +58,7 @@ def test_check_mode_new_changed_unchanged_and_offboard(lab_env, tmp_path):
     assert recap(proc)["changed"] >= 3, out[-5000:]
     assert "+        - metric: hits" in out or '"value": 9' in out or "value: 9" in out, out[-8000:]
     assert task_changed(out, "Promote with ProxyConfigPromotes")  # the promotion it would do
-    assert task_changed(out, "Ensure one application per account on the product")  # user3's application
+    assert task_changed(out, "Ensure one application per account on each product")  # user3's application
 
     proc, times["offboard"] = dry(lab_env, "offboard_model", {"maas_models": [{"name": name, "accounts": ["user2"]}]})
     assert recap(proc)["changed"] >= 4, proc.stdout[-5000:]  # application, subscription, CRs, Secret
