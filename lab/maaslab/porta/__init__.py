@@ -13,7 +13,8 @@ Documented deviations from the real porta:
 * `/lab/stats.json` and `POST /lab/stats/reset` are lab-only (request counters and injected faults
   {errors, drops, delays, lost_responses}, no auth).
 * Not emulated: CMS, invoices/billing, fields definitions, features, referrer filters, SSO,
-  webhook delivery (webhooks are stored and shown only), master-only endpoints.
+  webhook delivery (webhooks are stored and shown only), the master API but for its tenant create/show/
+  delete (master.py; the tenants' own admin portals are not served).
 * Signup follows a tenant whose service plans are hidden in the admin UI (porta's default).
 * The backend listener answers a wrong/missing app_key and an inactive application with 403
   `<error>` (apisonator: 409 `<status>` with the reason), so the lab APIcast maps them to 403.
@@ -35,7 +36,7 @@ from urllib.parse import urlsplit
 from ..context import LabContext, free_port, now_iso
 from ..httpbase import LabHTTPServer
 from .db import Store
-from . import account_plans, accounts_xml, active_docs, stats, tenant  # noqa: F401 (importing a module registers its routes)
+from . import account_plans, accounts_xml, active_docs, master, stats, tenant  # noqa: F401 (importing a module registers its routes)
 from .accounts import AccountsMixin
 from .applications import ApplicationsMixin
 from .backend_listener import BackendListenerMixin
