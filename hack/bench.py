@@ -124,11 +124,15 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def sizes(text: str) -> list[int]:
+    """"200,1000" -> [200, 1000] ("" -> [])."""
+    return [int(n) for n in text.split(",") if n.strip()]
+
+
 def run(args) -> None:
     t0 = time.monotonic()
     figures: dict = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "load_before": [round(x, 2) for x in os.getloadavg()]}
-    sizes = lambda text: [int(n) for n in text.split(",") if n.strip()]  # noqa: E731
     if sizes(args.users):
         print(f"bench: access for {args.users} accounts, one lab ...", flush=True)
         figures["access"] = bench_access.run(sizes(args.users), naive=not args.no_naive)

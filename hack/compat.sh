@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The oldest versions the collection claims, tested: ansible-core from meta/runtime.yml's requires_ansible
 # (its newest patch release) and kubernetes.core from galaxy.yml's dependencies, in a venv of their own
-# (.venv-compat). Runs the unit tests and one lab onboarding (then its re-run, which must change nothing).
+# (.venv/compat). Runs the unit tests and one lab onboarding (then its re-run, which must change nothing).
 # The newest ansible-core for this Python is what every other stage runs (test-requirements.txt).
 #   hack/compat.sh
 set -euo pipefail
@@ -10,7 +10,7 @@ ROOT=$PWD
 CORE=2.16.20          # newest 2.16 patch release: requires_ansible ">=2.16.0"
 KCORE=3.0.1           # galaxy.yml kubernetes.core ">=3.0.1" (3.0.0 is in no `ansible` wheel on PyPI)
 KCORE_FROM_ANSIBLE=10.0.0a1   # the `ansible` bundle that ships kubernetes.core 3.0.1
-VENV=$ROOT/.venv-compat
+VENV=$ROOT/.venv/compat   # inside .venv: ignored by git, the build and the sanity copy like the main venv
 t0=$(date +%s)
 
 want=$(printf '%s %s %s\n' "$CORE" "$KCORE" "$(sha256sum requirements.txt | cut -c1-16)")
