@@ -31,6 +31,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from bench_models import lab_cpu_s  # hack/ is on sys.path when a hack/ script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 APICAST_POLL = "/admin/api/account/proxy_configs/"
 BULK_TASK = "Ensure one application per account on the product"
@@ -91,12 +93,6 @@ def task_seconds(times: Path) -> float | None:
         if row["task"].endswith(BULK_TASK):
             return row["end"] - before["end"]
     return None
-
-
-def lab_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of the lab process so far (porta, APIcast and the model run in it)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(admin: Admin, env: dict, name: str, extra: dict, times: Path, users: int, lab_pid: int) -> dict:

@@ -52,10 +52,10 @@ def run(users=200) -> list[dict]:
             credentials = directory / f"credentials-{n}.csv"
             entry: dict = {"users": n}
             for key in ("first", "rerun"):
-                before, cpu0 = lab_stats(info), lab_cpu_s(info)
+                before, cpu0 = lab_stats(info), lab_cpu_s(info["pid"])
                 run_ = bootstrap(env, n, f"ws{n}-", credentials)
                 run_.update(counted(info, before))
-                run_["lab_cpu_s"] = round(lab_cpu_s(info) - cpu0, 1)
+                run_["lab_cpu_s"] = round(lab_cpu_s(info["pid"]) - cpu0, 1)
                 run_["admin_requests_per_user"] = round(run_["admin_requests"] / n, 2)
                 entry[key] = run_
             entry["credentials_rows"] = rows_with_keys(credentials)

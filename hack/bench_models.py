@@ -109,16 +109,16 @@ def spec(name: str, endpoint: str) -> dict:
             "accounts": ["user1", "user2"]}
 
 
-def lab_cpu_s(info: dict) -> float:
-    """User + system CPU seconds of the lab process so far (porta, APIcast, the model)."""
-    fields = Path(f"/proc/{info['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+def lab_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the lab process so far (porta, APIcast and the model run in it)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measured(info: dict, env: dict, models: list[dict]) -> dict:
-    before, cpu0 = lab_stats(info), lab_cpu_s(info)
+    before, cpu0 = lab_stats(info), lab_cpu_s(info["pid"])
     out = {**onboard(env, models), **counted(info, before)}
-    out["lab_cpu_s"] = round(lab_cpu_s(info) - cpu0, 1)
+    out["lab_cpu_s"] = round(lab_cpu_s(info["pid"]) - cpu0, 1)
     out["kube_requests_per_model"] = round(out["kube_requests"] / len(models), 1)
     return out
 

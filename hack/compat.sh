@@ -24,21 +24,7 @@ if [ "$(cat "$VENV/.compat-stamp" 2>/dev/null)" != "$want" ]; then
     "cryptography>=42,<51" "PyYAML>=6.0" "requests>=2.31"
   tmp=$(mktemp -d)
   "$VENV/bin/pip" download -q --no-deps "ansible==$KCORE_FROM_ANSIBLE" -d "$tmp"
-  "$VENV/bin/python" - "$tmp"/ansible-*.whl "$VENV/collections/ansible_collections" "$KCORE" <<'PY'
-import json, os, sys, zipfile
-whl, dest, want = sys.argv[1:4]
-prefix = "ansible_collections/kubernetes/core/"
-with zipfile.ZipFile(whl) as z:
-    version = json.loads(z.read(prefix + "MANIFEST.json"))["collection_info"]["version"]
-    if version != want:
-        sys.exit("compat: %s ships kubernetes.core %s, not %s" % (os.path.basename(whl), version, want))
-    for n in z.namelist():
-        if n.startswith(prefix) and not n.endswith("/"):
-            target = os.path.join(dest, n[len("ansible_collections/"):])
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with z.open(n) as src, open(target, "wb") as out:
-                out.write(src.read())
-PY
+  "$VENV/bin/python" hack/kcore_from_wheel.py "$tmp"/ansible-*.whl "$VENV/collections/ansible_collections" "$KCORE"
   rm -rf "$tmp"
   echo "$want" > "$VENV/.compat-stamp"
 fi

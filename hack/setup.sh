@@ -34,21 +34,8 @@ if [ ! -f $coll/kubernetes/core/MANIFEST.json ]; then
   tmp=$(mktemp -d)
   $VENV/bin/pip download -q --no-deps "ansible==$KCORE_FROM_ANSIBLE" -d "$tmp"
   mkdir -p $coll
-  $VENV/bin/python - "$tmp"/ansible-*.whl "$coll" <<'PY'
-import sys, zipfile, os
-whl, dest = sys.argv[1], sys.argv[2]
-prefix = "ansible_collections/kubernetes/core/"
-with zipfile.ZipFile(whl) as z:
-    names = [n for n in z.namelist() if n.startswith(prefix)]
-    for n in names:
-        target = os.path.join(dest, n[len("ansible_collections/"):])
-        if n.endswith("/"):
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with z.open(n) as src, open(target, "wb") as out:
-            out.write(src.read())
-print("setup: kubernetes.core extracted (%d files)" % len(names))
-PY
+  printf 'setup: '
+  $VENV/bin/python hack/kcore_from_wheel.py "$tmp"/ansible-*.whl "$coll"
   rm -rf "$tmp"
 fi
 # Our own collection, visible to ansible as maas.threescale from this checkout.

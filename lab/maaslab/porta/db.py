@@ -143,10 +143,9 @@ class Store:
         where, args, rest = self._where(kind, match)
         if rest:
             found = self._rows(self.conn.execute(f"SELECT id, data FROM obj WHERE {where} ORDER BY id", args), rest)
-        else:
-            found = self._rows(self.conn.execute(f"SELECT id, data FROM obj WHERE {where} ORDER BY id LIMIT 1", args),
-                               rest)
-        return found[0] if found else None
+            return found[0] if found else None
+        row = self.conn.execute(f"SELECT id, data FROM obj WHERE {where} ORDER BY id LIMIT 1", args).fetchall()
+        return next(iter(self._rows(row, {})), None)
 
     def count(self, kind: str, **match: Any) -> int:
         where, args, rest = self._where(kind, match)
@@ -165,31 +164,25 @@ class Store:
                                  [*args, limit, offset])
         return self._rows(rows, {}), total
 
-    def all_in_ids(self, kind: str, ids: Iterable[Any]) -> list[dict[str, Any]]:
-        """Objects of a kind by row id (ordered by id); unknown ids are left out."""
-        ids = [i for i in dict.fromkeys(ids) if isinstance(i, int)]
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-            chunk = ids[i:i + 500]
-            out += self._rows(self.conn.execute(
-                f"SELECT id, data FROM obj WHERE kind=? AND id IN ({','.join('?' * len(chunk))})", [kind, *chunk]), {})
-        return sorted(out, key=lambda d: d["id"])
-
-    def all_in(self, kind: str, field: str, values: Iterable[Any]) -> list[dict[str, Any]]:
-        """Objects of a kind whose `field` is one of `values` (ordered by id): what porta's eager loading
-        (includes) reads for one page of a list."""
-        values = list(dict.fromkeys(values))
-        if not values:
-            return []
-        if not _FIELD.fullmatch(field):
-            raise ValueError(field)
+    def _where_in(self, kind: str, column: str, values: list[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i in range(0, len(values), 500):  # SQLite's bound-parameter limit
             chunk = values[i:i + 500]
             out += self._rows(self.conn.execute(
-                f"SELECT id, data FROM obj WHERE kind=? AND json_extract(data, '$.{field}') IN "
-                f"({','.join('?' * len(chunk))}) ORDER BY id", [kind, *chunk]), {})
+                f"SELECT id, data FROM obj WHERE kind=? AND {column} IN ({','.join('?' * len(chunk))})",
+                [kind, *chunk]), {})
         return sorted(out, key=lambda d: d["id"])
+
+    def all_in_ids(self, kind: str, ids: Iterable[Any]) -> list[dict[str, Any]]:
+        """Objects of a kind by row id (ordered by id); unknown ids are left out."""
+        return self._where_in(kind, "id", [i for i in dict.fromkeys(ids) if isinstance(i, int)])
+
+    def all_in(self, kind: str, field: str, values: Iterable[Any]) -> list[dict[str, Any]]:
+        """Objects of a kind whose `field` is one of `values` (ordered by id): what porta's eager loading
+        (includes) reads for one page of a list."""
+        if not _FIELD.fullmatch(field):
+            raise ValueError(field)
+        return self._where_in(kind, f"json_extract(data, '$.{field}')", list(dict.fromkeys(values)))
 
     def bulk_insert(self, kind: str, items: Iterable[dict[str, Any]]) -> None:
         self.conn.executemany("INSERT INTO obj(kind, data) VALUES (?, ?)", ((kind, json.dumps(d)) for d in items))
